@@ -1,0 +1,231 @@
+/* util.c — helpers with no state and no knowledge of the parts. */
+#include "util.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *wh_strerror(int code)
+{
+    switch (code) {
+    case WH_OK: return "ok";
+    case WH_PENDING: return "pending";
+    case WH_ERR: return "error";
+    case WH_ERR_NOMEM: return "out of memory";
+    case WH_ERR_INVALID: return "invalid input";
+    case WH_ERR_AUTH: return "authentication failed";
+    case WH_ERR_NOT_FOUND: return "not found";
+    case WH_ERR_UNSUPPORTED: return "unsupported";
+    case WH_ERR_TOO_LARGE: return "too large";
+    case WH_ERR_IO: return "I/O error";
+    case WH_ERR_CONFIG: return "configuration error";
+    case WH_ERR_BUSY: return "busy";
+    case WH_ERR_TIMEOUT: return "timed out";
+    case WH_ERR_STATE: return "wrong state";
+    default: return "unknown error";
+    }
+}
+
+int64_t wh_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t wh_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void wh_time_rfc3339(int64_t ms, char *out, size_t size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, size, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+int wh_random_hex(size_t nbytes, char *out)
+{
+    unsigned char raw[64];
+    if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1) {
+        return WH_ERR;
+    }
+    wh_hex(raw, nbytes, out);
+    return WH_OK;
+}
+
+char *wh_read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    wh_buf b = {0};
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > max) {
+            fclose(f);
+            wh_buf_free(&b);
+            errno = EFBIG;
+            return NULL;
+        }
+        if (wh_buf_append(&b, chunk, n) != WH_OK) {
+            fclose(f);
+            wh_buf_free(&b);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        wh_buf_free(&b);
+        errno = EIO;
+        return NULL;
+    }
+    if (wh_buf_append(&b, "", 1) != WH_OK) {
+        wh_buf_free(&b);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (len) {
+        *len = b.len - 1;
+    }
+    return b.data;
+}
+
+char *wh_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        return strdup(".");
+    }
+    if (slash == path) {
+        return strdup("/");
+    }
+    return strndup(path, (size_t)(slash - path));
+}
+
+char *wh_path_join(const char *base_dir, const char *rel)
+{
+    if (rel[0] == '/' || !base_dir || !*base_dir) {
+        return strdup(rel);
+    }
+    size_t n = strlen(base_dir) + strlen(rel) + 2;
+    char *out = malloc(n);
+    if (out) {
+        snprintf(out, n, "%s/%s", base_dir, rel);
+    }
+    return out;
+}
+
+int wh_buf_append(wh_buf *b, const void *data, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len + 1) {
+            cap *= 2;
+        }
+        char *p = realloc(b->data, cap);
+        if (!p) {
+            return WH_ERR_NOMEM;
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+    if (len) {
+        memcpy(b->data + b->len, data, len);
+    }
+    b->len += len;
+    b->data[b->len] = '\0';
+    return WH_OK;
+}
+
+int wh_buf_puts(wh_buf *b, const char *s)
+{
+    return wh_buf_append(b, s, strlen(s));
+}
+
+int wh_buf_printf(wh_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char small[512];
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return WH_ERR;
+    }
+    if ((size_t)n < sizeof small) {
+        return wh_buf_append(b, small, (size_t)n);
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        return WH_ERR_NOMEM;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = wh_buf_append(b, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+void wh_buf_free(wh_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+int64_t wh_parse_duration_ms(const char *s)
+{
+    if (!s || !*s) {
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0) {
+        return -1;
+    }
+    double mult;
+    if (*end == '\0' || strcmp(end, "s") == 0) {
+        mult = 1000;
+    } else if (strcmp(end, "ms") == 0) {
+        mult = 1;
+    } else if (strcmp(end, "m") == 0) {
+        mult = 60000;
+    } else if (strcmp(end, "h") == 0) {
+        mult = 3600000;
+    } else if (strcmp(end, "d") == 0) {
+        mult = 86400000;
+    } else {
+        return -1;
+    }
+    double ms = v * mult;
+    if (ms > 9.0e15) {
+        return -1;
+    }
+    return (int64_t)ms;
+}
+
+int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen) {
+        return 0;
+    }
+    return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
+}

@@ -1,0 +1,50 @@
+/* util.h — small helpers every part links: errors, time, ids, files, strings. */
+#ifndef WH_UTIL_H
+#define WH_UTIL_H
+#include "wirehub/connector.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/** Text for a WH_* status code. */
+const char *wh_strerror(int code);
+
+/** Wall clock, ms since the epoch. */
+int64_t wh_now_ms(void);
+/** Monotonic clock, ms. */
+int64_t wh_mono_ms(void);
+/** RFC 3339 UTC with milliseconds: 2026-11-27T13:54:20.123Z. */
+void wh_time_rfc3339(int64_t ms, char *out, size_t size);
+
+/** `nbytes` random bytes as lower-case hex into out (2*nbytes+1). WH_OK or WH_ERR. */
+int wh_random_hex(size_t nbytes, char *out);
+
+/**
+ * Read a whole file (at most `max` bytes). Returns a malloc'd NUL-terminated
+ * buffer (length in *len) or NULL with errno set.
+ */
+char *wh_read_file(const char *path, size_t max, size_t *len);
+
+/** Directory part of a path ("." when none); malloc'd. */
+char *wh_dirname(const char *path);
+/** `rel` joined to `base_dir` unless absolute; malloc'd. */
+char *wh_path_join(const char *base_dir, const char *rel);
+
+/** Growable byte buffer. */
+typedef struct wh_buf {
+    char *data;
+    size_t len, cap;
+} wh_buf;
+int wh_buf_append(wh_buf *b, const void *data, size_t len);
+int wh_buf_puts(wh_buf *b, const char *s);
+int wh_buf_printf(wh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void wh_buf_free(wh_buf *b);
+
+/** Parse a duration ("250ms", "20s", "30m", "2h", "1d", or a bare number of seconds) into ms; -1 if bad. */
+int64_t wh_parse_duration_ms(const char *s);
+
+/** Constant-time equality of two buffers (1 equal, 0 not; lengths compared too). */
+int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+#endif
