@@ -1,0 +1,269 @@
+/*
+ * instance.c — turns the config's `connectors:` object into loaded plugins
+ * and validated instance configs, and runs init/destroy in order. The
+ * options check lives here because it is what makes an unknown key an error
+ * with a line number instead of a silent typo.
+ */
+#include "instance.h"
+#include "log.h"
+#include "util.h"
+#include "yaml.h"
+#include "envelope.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *type_name(wh_opt_type t)
+{
+    switch (t) {
+    case WH_OPT_STRING: return "a string";
+    case WH_OPT_INT: return "an integer";
+    case WH_OPT_NUMBER: return "a number";
+    case WH_OPT_BOOL: return "true or false";
+    case WH_OPT_OBJECT: return "a mapping";
+    case WH_OPT_ARRAY: return "a list";
+    default: return "any value";
+    }
+}
+
+static int type_ok(wh_opt_type t, const json_t *v)
+{
+    switch (t) {
+    case WH_OPT_STRING: return json_is_string(v);
+    case WH_OPT_INT: return json_is_integer(v);
+    case WH_OPT_NUMBER: return json_is_number(v);
+    case WH_OPT_BOOL: return json_is_boolean(v);
+    case WH_OPT_OBJECT: return json_is_object(v);
+    case WH_OPT_ARRAY: return json_is_array(v);
+    default: return 1;
+    }
+}
+
+static const wh_option *find_opt(const wh_option *table, const char *name)
+{
+    for (const wh_option *o = table; o && o->name; o++) {
+        if (strcmp(o->name, name) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+static int in_list(const char *const *list, const char *name)
+{
+    for (size_t i = 0; list && list[i]; i++) {
+        if (strcmp(list[i], name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int wh_options_apply(const wh_option *table, const char *const *extra, json_t *obj,
+                     const wh_doc *doc, const char *pointer, json_t *errors)
+{
+    int problems = 0;
+    char ptr[1024];
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val)
+    {
+        wh_ptr_child(ptr, sizeof ptr, pointer, key);
+        const wh_option *o = find_opt(table, key);
+        if (!o) {
+            if (in_list(extra, key)) {
+                continue;
+            }
+            wh_buf known = {0};
+            for (const wh_option *k = table; k && k->name; k++) {
+                wh_buf_printf(&known, "%s%s", known.len ? ", " : "", k->name);
+            }
+            for (size_t i = 0; extra && extra[i]; i++) {
+                wh_buf_printf(&known, "%s%s", known.len ? ", " : "", extra[i]);
+            }
+            wh_doc_error(doc, errors, ptr, "unknown key '%s' (known keys: %s)", key,
+                         known.data ? known.data : "none");
+            wh_buf_free(&known);
+            problems++;
+        } else if (!type_ok(o->type, val)) {
+            wh_doc_error(doc, errors, ptr, "'%s' must be %s", key, type_name(o->type));
+            problems++;
+        }
+    }
+    for (const wh_option *o = table; o && o->name; o++) {
+        if (json_object_get(obj, o->name)) {
+            continue;
+        }
+        if (o->flags & WH_OPT_REQUIRED) {
+            wh_doc_error(doc, errors, pointer, "missing required key '%s'", o->name);
+            problems++;
+        } else if (o->def) {
+            json_t *d = json_loads(o->def, JSON_DECODE_ANY, NULL);
+            if (d) {
+                json_object_set_new(obj, o->name, d);
+            }
+        }
+    }
+    return problems;
+}
+
+/* keys the hub itself reads from every instance */
+static const char *const common_keys[] = {"type", NULL};
+
+wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
+                                const wh_doc *doc, const char *pointer, json_t *errors)
+{
+    wh_instances *set = calloc(1, sizeof *set);
+    if (!set) {
+        return NULL;
+    }
+    size_t count = json_object_size(connectors);
+    set->v = calloc(count + 1, sizeof *set->v);
+    set->plugins = calloc(count + 1, sizeof *set->plugins);
+    if (!set->v || !set->plugins) {
+        wh_instances_destroy(&set);
+        return NULL;
+    }
+    int problems = 0;
+    const char *name;
+    json_t *cfg;
+    char ptr[1024], tptr[1100];
+    json_object_foreach((json_t *)connectors, name, cfg)
+    {
+        wh_ptr_child(ptr, sizeof ptr, pointer, name);
+        if (!wh_name_ok(name)) {
+            wh_doc_error(doc, errors, ptr,
+                         "instance name '%s' must be 1-64 characters of A-Z a-z 0-9 _ . -", name);
+            problems++;
+            continue;
+        }
+        if (!json_is_object(cfg)) {
+            wh_doc_error(doc, errors, ptr, "connector '%s' must be a mapping with a 'type'", name);
+            problems++;
+            continue;
+        }
+        const char *type = json_string_value(json_object_get(cfg, "type"));
+        wh_ptr_child(tptr, sizeof tptr, ptr, "type");
+        if (!type) {
+            wh_doc_error(doc, errors, json_object_get(cfg, "type") ? tptr : ptr,
+                         "connector '%s' needs 'type' (a string naming its plugin)", name);
+            problems++;
+            continue;
+        }
+        wh_plugin *plugin = NULL;
+        for (size_t i = 0; i < set->nplugins; i++) {
+            if (strcmp(set->plugins[i]->type, type) == 0) {
+                plugin = set->plugins[i];
+            }
+        }
+        if (!plugin) {
+            char err[1024];
+            plugin = wh_plugin_load(connectors_dir, type, err, sizeof err);
+            if (!plugin) {
+                wh_doc_error(doc, errors, tptr, "%s", err);
+                problems++;
+                continue;
+            }
+            set->plugins[set->nplugins++] = plugin;
+        }
+        json_t *copy = json_deep_copy(cfg);
+        wh_instance *inst = calloc(1, sizeof *inst);
+        if (!copy || !inst || !(inst->name = strdup(name))) {
+            json_decref(copy);
+            free(inst);
+            wh_instances_destroy(&set);
+            return NULL;
+        }
+        inst->plugin = plugin;
+        inst->config = copy;
+        set->v[set->n++] = inst;
+        problems += wh_options_apply(plugin->desc.options, common_keys, copy, doc, ptr, errors);
+    }
+    if (problems) {
+        wh_instances_destroy(&set);
+        return NULL;
+    }
+    return set;
+}
+
+int wh_instances_init(wh_instances *set, const wh_services *svc, char *err, size_t errsize)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        wh_instance *inst = set->v[i];
+        inst->svc = svc;
+        int rc = inst->plugin->desc.init(wh_host_table(), inst, inst->config, &inst->state);
+        if (rc != WH_OK) {
+            snprintf(err, errsize, "connector '%s' (type %s) failed to start: %s", inst->name,
+                     inst->plugin->type, wh_strerror(rc));
+            for (size_t j = i; j-- > 0;) {
+                set->v[j]->plugin->desc.destroy(set->v[j]->state);
+                set->v[j]->inited = 0;
+                set->v[j]->state = NULL;
+            }
+            return rc;
+        }
+        inst->inited = 1;
+    }
+    return WH_OK;
+}
+
+wh_instance *wh_instances_get(const wh_instances *set, const char *name)
+{
+    for (size_t i = 0; set && i < set->n; i++) {
+        if (strcmp(set->v[i]->name, name) == 0) {
+            return set->v[i];
+        }
+    }
+    return NULL;
+}
+
+void wh_instances_destroy(wh_instances **pset)
+{
+    wh_instances *set = pset ? *pset : NULL;
+    if (!set) {
+        return;
+    }
+    for (size_t i = set->n; i-- > 0;) {
+        wh_instance *inst = set->v[i];
+        if (inst->inited) {
+            inst->plugin->desc.destroy(inst->state);
+        }
+        json_decref(inst->config);
+        free(inst->name);
+        free(inst);
+    }
+    for (size_t i = 0; i < set->nplugins; i++) {
+        wh_plugin_destroy(&set->plugins[i]);
+    }
+    free(set->v);
+    free(set->plugins);
+    free(set);
+    *pset = NULL;
+}
+
+void wh_describe(const wh_plugin *p, FILE *out)
+{
+    const wh_abi_header *h = &p->desc.hdr;
+    fprintf(out, "%s %s — %s\n  file: %s\n\nconfig keys:\n", h->name, h->version,
+            h->description ? h->description : "", p->path);
+    fprintf(out, "  %-22s %s\n", "type", "(required) the connector type");
+    for (const wh_option *o = p->desc.options; o && o->name; o++) {
+        fprintf(out, "  %-22s %s%s%s%s%s\n", o->name, (o->flags & WH_OPT_REQUIRED) ? "(required) " : "",
+                o->description ? o->description : "", o->def ? " [default " : "",
+                o->def ? ((o->flags & WH_OPT_SECRET) ? "***" : o->def) : "", o->def ? "]" : "");
+    }
+    fprintf(out, "\noperations:\n");
+    if (!p->desc.operations || !p->desc.operations->name) {
+        fprintf(out, "  (none)\n");
+    }
+    for (const wh_operation *op = p->desc.operations; op && op->name; op++) {
+        fprintf(out, "  %s%s — %s\n", op->name, (op->flags & WH_OP_POLL) ? " (poll)" : "",
+                op->description ? op->description : "");
+        for (const wh_option *a = op->args; a && a->name; a++) {
+            fprintf(out, "      %-18s %s%s\n", a->name, (a->flags & WH_OPT_REQUIRED) ? "(required) " : "",
+                    a->description ? a->description : "");
+        }
+    }
+    fprintf(out, "\nwebhook: %s\n", p->desc.webhook ? "yes (/hooks/<instance>)" : "no");
+}

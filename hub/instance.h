@@ -1,0 +1,73 @@
+/*
+ * instance.h — configured connector instances: the plugin each uses, its
+ * validated config, its state, and the services the host table reaches
+ * through it.
+ */
+#ifndef WH_INSTANCE_H
+#define WH_INSTANCE_H
+#include "plugin.h"
+#include "wirehub/connector.h"
+#include <jansson.h>
+#include <stdio.h>
+
+struct wh_pub;
+struct wh_http;
+struct wh_doc;
+
+/** What the host table needs from the running hub (all optional in tests). */
+typedef struct wh_services {
+    struct wh_pub *pub;     /**< publisher for host->publish */
+    struct wh_http *http;   /**< delivery thread for host->http and calls */
+    int64_t (*now_ms)(void); /**< clock; NULL = wall clock */
+} wh_services;
+
+struct wh_instance {
+    char *name;
+    wh_plugin *plugin; /* borrowed from the set's plugins */
+    json_t *config;    /* validated, defaults filled; owned */
+    void *state;
+    int inited;
+    const wh_services *svc;
+};
+
+typedef struct wh_instances {
+    size_t n;
+    wh_instance **v;
+    size_t nplugins;
+    wh_plugin **plugins;
+} wh_instances;
+
+/**
+ * Load the plugins for the `connectors` object of a config and validate each
+ * instance's keys against its plugin's options (unknown keys, types, required
+ * keys; defaults filled). Every problem is appended to `errors` as
+ * "file:line:col: …" using `doc` for positions (`pointer` is the JSON pointer
+ * of the connectors object). Returns NULL when anything was wrong.
+ * Ownership: borrows connectors and doc.
+ */
+wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
+                                const struct wh_doc *doc, const char *pointer, json_t *errors);
+
+/** Call init() on every instance in order. On failure, the ones done are destroyed. */
+int wh_instances_init(wh_instances *set, const wh_services *svc, char *err, size_t errsize);
+
+/** Find an instance by name, or NULL. */
+wh_instance *wh_instances_get(const wh_instances *set, const char *name);
+
+/** destroy() every inited instance (reverse order), unload plugins, free. NULL-safe. */
+void wh_instances_destroy(wh_instances **set);
+
+/**
+ * Validate `obj` against an options table; fills defaults into obj. Keys in
+ * `extra` (NULL-terminated) are allowed besides the table. Problems go to
+ * errors via doc/pointer. Returns the number of problems.
+ */
+int wh_options_apply(const wh_option *table, const char *const *extra, json_t *obj,
+                     const struct wh_doc *doc, const char *pointer, json_t *errors);
+
+/** The host services table (one, shared by every instance). */
+const wh_host *wh_host_table(void);
+
+/** Print a connector's description, options and operations (wirehub describe). */
+void wh_describe(const wh_plugin *p, FILE *out);
+#endif
