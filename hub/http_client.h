@@ -1,0 +1,38 @@
+/*
+ * http_client.h — the delivery thread: one curl multi handle that runs every
+ * outgoing HTTP exchange, plus a queue of jobs (operation starts, timers) that
+ * must run on that same thread.
+ */
+#ifndef WH_HTTP_CLIENT_H
+#define WH_HTTP_CLIENT_H
+#include "wirehub/connector.h"
+#include <stdint.h>
+
+typedef struct wh_http wh_http;
+
+typedef struct wh_http_opts {
+    long default_timeout_ms;    /**< when a request gives none (default 30000) */
+    size_t default_max_response; /**< response cap (default 8 MiB) */
+    int insecure_tls;           /**< never set without a loud warning */
+} wh_http_opts;
+
+/** Start the thread. Returns NULL with a reason in err. */
+wh_http *wh_http_new(const wh_http_opts *opts, char *err, size_t errsize);
+/**
+ * Stop: transfers still running end with status 0 and error "wirehub is
+ * stopping" (their callbacks run), queued jobs run, then the thread exits.
+ */
+void wh_http_destroy(wh_http **http);
+
+/**
+ * Queue one exchange. `done` runs exactly once on the delivery thread when
+ * this returns WH_OK. Any thread. Ownership: borrows req (copied).
+ */
+int wh_http_submit(wh_http *http, const wh_http_request *req, wh_http_done done, void *user);
+
+/** Run fn(user) on the delivery thread after delay_ms (0 = soon). Any thread. */
+int wh_http_post(wh_http *http, int64_t delay_ms, void (*fn)(void *user), void *user);
+
+/** True when called on the delivery thread. */
+int wh_http_on_thread(const wh_http *http);
+#endif
