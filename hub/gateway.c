@@ -1,0 +1,921 @@
+/*
+ * gateway.c — owns the libmicrohttpd daemon, the routing of each request,
+ * the request objects behind the SDK's opaque wh_request/wh_webhook/wh_reply
+ * handles, and the table of requests held for the engine's answer.
+ *
+ * It publishes events on the bus and hears answers on it; it never calls the
+ * engine or delivery. Connector callbacks run on MHD's threads (webhook) and
+ * on the gateway's answer thread (respond). Slow work is never done here: a
+ * connector that needs the network returns WH_PENDING and finishes later.
+ *
+ * Locking: gw->lock guards the pending list and each request's hand-over
+ * between threads (suspend/resume). A request is touched by one thread at a
+ * time: MHD's until it is suspended, then whoever resumes it.
+ */
+#include "gateway.h"
+#include "envelope.h"
+#include "log.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define CTYPE_JSON "application/json"
+
+struct wh_webhook {
+    wh_request *req;
+    json_t *events;          /* [{kind, data}] */
+    int reject_status;
+    char *reject_error, *reject_detail;
+    int answer_status;
+    char answer_ctype[128];
+    wh_buf answer_body;
+    int answered;
+    int wait;
+    long deadline_ms;
+    json_t *fallback;
+};
+
+struct wh_reply {
+    int status;
+    char ctype[128];
+    wh_buf body;
+    json_t *headers; /* [[name, value]] */
+};
+
+enum req_state { ST_BODY, ST_WEBHOOK, ST_WAITING, ST_READY, ST_DONE };
+
+struct wh_request {
+    wh_gateway *gw;
+    struct MHD_Connection *conn;
+    enum req_state state;
+    wh_instance *inst;
+    char method[16];
+    char *path;
+    char ctype[128];
+    wh_buf body;
+    int too_large;
+    json_t *headers;
+    json_t *queries;
+    char remote[INET6_ADDRSTRLEN];
+    struct wh_webhook wh;
+    struct wh_reply reply;
+    /* waiting for the engine */
+    int suspended;
+    int done_early; /* webhook_done() came before we could suspend */
+    char reqid[33];
+    int64_t deadline;
+    json_t *event;
+    struct wh_request *next; /* pending list */
+    int64_t started;
+};
+
+struct wh_gateway {
+    wh_gateway_opts opts;
+    char host[64];
+    char node[64];
+    struct MHD_Daemon *mhd;
+    wh_instances *instances;
+    wh_pub *pub;
+    wh_sub *sub;
+    pthread_t resp_thread;
+    int resp_started;
+    pthread_mutex_t lock;
+    wh_request *pending;
+    unsigned npending;
+    atomic_int async_webhooks;
+    atomic_int live;
+    atomic_int stopping;
+    int64_t started;
+};
+
+/* ------------------------------------------------------------------ */
+/* replies                                                              */
+
+static void reply_reset(struct wh_reply *r)
+{
+    wh_buf_free(&r->body);
+    json_decref(r->headers);
+    r->headers = NULL;
+    r->status = 0;
+    r->ctype[0] = '\0';
+}
+
+static void reply_set(struct wh_reply *r, int status, const char *ctype, const char *body,
+                      size_t len)
+{
+    wh_buf_free(&r->body);
+    r->status = status;
+    snprintf(r->ctype, sizeof r->ctype, "%s", ctype ? ctype : CTYPE_JSON);
+    wh_buf_append(&r->body, body ? body : "", body ? len : 0);
+}
+
+static void reply_error(struct wh_reply *r, int status, const char *error, const char *detail)
+{
+    json_t *j = json_pack("{s:s, s:s}", "error", error ? error : "error", "detail",
+                          detail ? detail : "");
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    reply_set(r, status, CTYPE_JSON, text ? text : "{\"error\":\"internal\"}",
+              text ? strlen(text) : 20);
+    free(text);
+    json_decref(j);
+}
+
+static enum MHD_Result queue_reply(struct MHD_Connection *conn, const struct wh_reply *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->body.len, r->body.data ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!resp) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype[0] ? r->ctype : CTYPE_JSON);
+    size_t i;
+    json_t *h;
+    json_array_foreach(r->headers, i, h)
+    {
+        MHD_add_response_header(resp, json_string_value(json_array_get(h, 0)),
+                                json_string_value(json_array_get(h, 1)));
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)(r->status ? r->status : 500), resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *conn, int status, const char *error,
+                                   const char *detail, const char *allow)
+{
+    struct wh_reply r = {0};
+    reply_error(&r, status, error, detail);
+    if (allow) {
+        r.headers = json_pack("[[s,s]]", "Allow", allow);
+    }
+    enum MHD_Result ret = queue_reply(conn, &r);
+    reply_reset(&r);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* request life                                                        */
+
+static void request_free(wh_request *r)
+{
+    if (!r) {
+        return;
+    }
+    free(r->path);
+    wh_buf_free(&r->body);
+    json_decref(r->headers);
+    json_decref(r->queries);
+    json_decref(r->wh.events);
+    free(r->wh.reject_error);
+    free(r->wh.reject_detail);
+    wh_buf_free(&r->wh.answer_body);
+    json_decref(r->wh.fallback);
+    reply_reset(&r->reply);
+    json_decref(r->event);
+    free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    wh_gateway *gw = cls;
+    wh_request *r = *con_cls;
+    if (r) {
+        atomic_fetch_sub(&gw->live, 1);
+        request_free(r);
+        *con_cls = NULL;
+    }
+}
+
+/* Turn a generic response (or the fallback) into the platform's answer. */
+static void build_answer(wh_request *r, const json_t *response)
+{
+    const wh_connector *d = &r->inst->plugin->desc;
+    reply_reset(&r->reply);
+    if (d->respond) {
+        int rc = d->respond(r->inst->state, r->event, response, &r->reply);
+        if (rc != WH_OK || r->reply.status == 0) {
+            wh_error(r->inst->name, "respond() failed: %s", wh_strerror(rc));
+            reply_error(&r->reply, 500, "connector_error", "the connector could not answer");
+        }
+        return;
+    }
+    char *text = json_dumps(response ? response : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "null", text ? strlen(text) : 4);
+    free(text);
+}
+
+/* Mark ready and hand back to MHD. Caller holds gw->lock. */
+static void resume_ready(wh_request *r)
+{
+    r->state = ST_READY;
+    if (r->suspended) {
+        r->suspended = 0;
+        MHD_resume_connection(r->conn);
+    }
+}
+
+static void pending_remove(wh_gateway *gw, wh_request *r)
+{
+    for (wh_request **pp = &gw->pending; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            r->next = NULL;
+            gw->npending--;
+            return;
+        }
+    }
+}
+
+/*
+ * After the connector decided: publish events, then prepare the answer or
+ * start waiting. Runs on an MHD thread, or on the thread that called
+ * webhook_done() (with gw->lock held, the request suspended).
+ */
+static void after_webhook(wh_request *r)
+{
+    wh_gateway *gw = r->gw;
+    struct wh_webhook *wh = &r->wh;
+    if (wh->reject_status) {
+        wh_info("gateway", "refused status=%d error=%s instance=%s remote=%s", wh->reject_status,
+                wh->reject_error, r->inst->name, r->remote);
+        reply_error(&r->reply, wh->reject_status, wh->reject_error, wh->reject_detail);
+        r->state = ST_READY;
+        return;
+    }
+    if (atomic_load(&gw->stopping)) {
+        reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
+        r->state = ST_READY;
+        return;
+    }
+    json_t *ids = json_array();
+    size_t i;
+    json_t *ev;
+    json_array_foreach(wh->events, i, ev)
+    {
+        const char *kind = json_string_value(json_object_get(ev, "kind"));
+        json_t *data = json_object_get(ev, "data");
+        json_incref(data);
+        json_t *env = wh_env_new(r->inst->name, kind, data);
+        if (!env) {
+            json_decref(data);
+            reply_error(&r->reply, 500, "internal", "cannot build the event");
+            goto out;
+        }
+        const char *id = json_string_value(json_object_get(env, "id"));
+        if (i == 0 && wh->wait) {
+            char reply_to[128];
+            snprintf(r->reqid, sizeof r->reqid, "%s", id);
+            snprintf(reply_to, sizeof reply_to, "resp/%s/%s", gw->node, id);
+            json_object_set_new(env, "reply_to", json_string(reply_to));
+        }
+        char topic[WH_TOPIC_MAX];
+        wh_topic_in(topic, sizeof topic, r->inst->name, kind);
+        if (wh_pub_send(gw->pub, topic, env) != 0) {
+            json_decref(env);
+            reply_error(&r->reply, 503, "bus_unavailable", "cannot publish the event; retry");
+            goto out;
+        }
+        json_array_append_new(ids, json_string(id));
+        if (i == 0) {
+            r->event = env; /* kept for respond() */
+        } else {
+            json_decref(env);
+        }
+    }
+    if (wh->wait) {
+        if (json_array_size(wh->events) == 0) {
+            build_answer(r, wh->fallback);
+            goto out;
+        }
+        r->deadline = wh_mono_ms() + (wh->deadline_ms > 0 ? wh->deadline_ms : 5000);
+        r->state = ST_WAITING;
+        r->next = gw->pending;
+        gw->pending = r;
+        gw->npending++;
+        json_decref(ids);
+        return;
+    }
+    if (wh->answered) {
+        reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
+                  wh->answer_body.len);
+    } else {
+        json_t *ok = json_pack("{s:b, s:O}", "ok", 1, "events", ids);
+        char *text = ok ? json_dumps(ok, JSON_COMPACT) : NULL;
+        reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "{\"ok\":true}",
+                  text ? strlen(text) : 11);
+        free(text);
+        json_decref(ok);
+    }
+out:
+    json_decref(ids);
+    r->state = ST_READY;
+}
+
+/* ------------------------------------------------------------------ */
+/* routing                                                              */
+
+static enum MHD_Result healthz(wh_gateway *gw, struct MHD_Connection *conn)
+{
+    pthread_mutex_lock(&gw->lock);
+    unsigned pending = gw->npending;
+    pthread_mutex_unlock(&gw->lock);
+    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I}", "status",
+                          atomic_load(&gw->stopping) ? "stopping" : "ok", "version", WH_VERSION,
+                          "uptime_s", (json_int_t)((wh_mono_ms() - gw->started) / 1000),
+                          "instances", (json_int_t)gw->instances->n, "pending",
+                          (json_int_t)pending);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    struct wh_reply r = {0};
+    reply_set(&r, atomic_load(&gw->stopping) ? 503 : 200, CTYPE_JSON, text ? text : "{}",
+              text ? strlen(text) : 2);
+    enum MHD_Result ret = queue_reply(conn, &r);
+    reply_reset(&r);
+    free(text);
+    json_decref(j);
+    return ret;
+}
+
+static void note_remote(wh_request *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) {
+        snprintf(r->remote, sizeof r->remote, "?");
+        return;
+    }
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote,
+                  sizeof r->remote);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote,
+                  sizeof r->remote);
+    }
+}
+
+static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, const char *method)
+{
+    struct MHD_Connection *conn = r->conn;
+    if (strcmp(url, "/healthz") == 0) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            return queue_error(conn, 405, "method_not_allowed", "/healthz answers GET", "GET, HEAD");
+        }
+        return healthz(gw, conn);
+    }
+    if (strncmp(url, "/hooks/", 7) != 0) {
+        return queue_error(conn, 404, "not_found", "no such route; webhooks go to /hooks/<instance>",
+                           NULL);
+    }
+    const char *name = url + 7;
+    const char *slash = strchr(name, '/');
+    size_t nlen = slash ? (size_t)(slash - name) : strlen(name);
+    char iname[80];
+    if (nlen == 0 || nlen >= sizeof iname) {
+        return queue_error(conn, 404, "not_found", "no such instance", NULL);
+    }
+    memcpy(iname, name, nlen);
+    iname[nlen] = '\0';
+    r->inst = wh_instances_get(gw->instances, iname);
+    if (!r->inst || !r->inst->plugin->desc.webhook) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "no instance '%s' that takes webhooks", iname);
+        return queue_error(conn, 404, "not_found", detail, NULL);
+    }
+    if (strcmp(method, "POST") != 0) {
+        return queue_error(conn, 405, "method_not_allowed", "webhooks are POSTed", "POST");
+    }
+    if (atomic_load(&gw->stopping)) {
+        return queue_error(conn, 503, "shutting_down", "wirehub is stopping; retry shortly", NULL);
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (n > gw->opts.max_body) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "body over the %zu-byte limit", gw->opts.max_body);
+            return queue_error(conn, 413, "payload_too_large", detail, NULL);
+        }
+    }
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->path = strdup(slash ? slash : "");
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    size_t k = 0;
+    for (; ct && ct[k] && ct[k] != ';' && k + 1 < sizeof r->ctype; k++) {
+        r->ctype[k] = (char)tolower((unsigned char)ct[k]);
+    }
+    while (k > 0 && r->ctype[k - 1] == ' ') {
+        k--;
+    }
+    r->ctype[k] = '\0';
+    note_remote(r);
+    r->state = ST_BODY;
+    return r->path ? MHD_YES : MHD_NO;
+}
+
+static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
+{
+    r->wh.req = r;
+    r->wh.events = json_array();
+    const wh_connector *d = &r->inst->plugin->desc;
+    r->state = ST_WEBHOOK;
+    int rc = d->webhook(r->inst->state, r, &r->wh);
+    if (rc == WH_PENDING) {
+        pthread_mutex_lock(&gw->lock);
+        if (!r->done_early) {
+            atomic_fetch_add(&gw->async_webhooks, 1);
+            r->suspended = 1;
+            MHD_suspend_connection(r->conn);
+            pthread_mutex_unlock(&gw->lock);
+            return MHD_YES;
+        }
+        pthread_mutex_unlock(&gw->lock);
+        rc = WH_OK;
+    }
+    if (rc < 0) {
+        wh_error(r->inst->name, "webhook() failed: %s", wh_strerror(rc));
+        reply_error(&r->reply, 500, "connector_error", "the connector failed on this request");
+        return queue_reply(r->conn, &r->reply);
+    }
+    pthread_mutex_lock(&gw->lock);
+    after_webhook(r);
+    if (r->state == ST_WAITING) {
+        r->suspended = 1;
+        MHD_suspend_connection(r->conn);
+        pthread_mutex_unlock(&gw->lock);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&gw->lock);
+    r->state = ST_DONE;
+    return queue_reply(r->conn, &r->reply);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    wh_gateway *gw = cls;
+    wh_request *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) {
+            return MHD_NO;
+        }
+        r->gw = gw;
+        r->conn = conn;
+        r->started = wh_mono_ms();
+        r->state = ST_DONE;
+        *con_cls = r;
+        atomic_fetch_add(&gw->live, 1);
+        return route(gw, r, url, method);
+    }
+    switch (r->state) {
+    case ST_BODY:
+        if (*upload_size) {
+            if (r->body.len + *upload_size > gw->opts.max_body) {
+                r->too_large = 1; /* keep reading and discarding; answer at the end */
+                wh_buf_free(&r->body);
+            } else if (!r->too_large &&
+                       wh_buf_append(&r->body, upload_data, *upload_size) != WH_OK) {
+                return MHD_NO;
+            }
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        if (r->too_large) {
+            r->state = ST_DONE;
+            char detail[96];
+            snprintf(detail, sizeof detail, "body over the %zu-byte limit", gw->opts.max_body);
+            return queue_error(conn, 413, "payload_too_large", detail, NULL);
+        }
+        if (!r->body.data) {
+            wh_buf_append(&r->body, "", 0);
+        }
+        return dispatch(gw, r);
+    case ST_READY:
+        r->state = ST_DONE;
+        return queue_reply(conn, &r->reply);
+    default:
+        *upload_size = 0;
+        return MHD_YES;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* the answer thread                                                    */
+
+static void answer_from_bus(wh_gateway *gw, const char *topic, const char *raw, size_t len)
+{
+    const char *id = strrchr(topic, '/');
+    if (!id) {
+        return;
+    }
+    id++;
+    json_t *msg = json_loadb(raw, len, 0, NULL);
+    pthread_mutex_lock(&gw->lock);
+    wh_request *r = gw->pending;
+    while (r && strcmp(r->reqid, id) != 0) {
+        r = r->next;
+    }
+    if (r) {
+        pending_remove(gw, r);
+        const json_t *response = json_object_get(msg, "response");
+        if (!json_is_object(response)) {
+            const char *why = json_string_value(json_object_get(msg, "reason"));
+            wh_info(r->inst->name, "fallback answer: %s request=%s", why ? why : "no response",
+                    r->reqid);
+            response = r->wh.fallback;
+        }
+        build_answer(r, response);
+        resume_ready(r);
+    }
+    pthread_mutex_unlock(&gw->lock);
+    json_decref(msg);
+}
+
+static int64_t expire_pending(wh_gateway *gw)
+{
+    int64_t now = wh_mono_ms(), next = now + 1000;
+    pthread_mutex_lock(&gw->lock);
+    wh_request **pp = &gw->pending;
+    while (*pp) {
+        wh_request *r = *pp;
+        if (r->deadline <= now) {
+            *pp = r->next;
+            r->next = NULL;
+            gw->npending--;
+            wh_info(r->inst->name,
+                    "fallback answer: no answer from the engine within %ld ms request=%s",
+                    r->wh.deadline_ms, r->reqid);
+            build_answer(r, r->wh.fallback);
+            resume_ready(r);
+            continue;
+        }
+        if (r->deadline < next) {
+            next = r->deadline;
+        }
+        pp = &r->next;
+    }
+    pthread_mutex_unlock(&gw->lock);
+    return next - now;
+}
+
+static void *resp_main(void *arg)
+{
+    wh_gateway *gw = arg;
+    while (!atomic_load(&gw->stopping)) {
+        int64_t wait = expire_pending(gw);
+        /* new waiters may have earlier deadlines than the one we sleep for */
+        if (wait > 50) {
+            wait = 50;
+        }
+        char *topic, *raw;
+        size_t len;
+        int got = wh_sub_recv_raw(gw->sub, (int)wait, &topic, &raw, &len);
+        if (got < 0) {
+            break;
+        }
+        if (got == 1) {
+            answer_from_bus(gw, topic, raw, len);
+            free(topic);
+            free(raw);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* life                                                                 */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) {
+        msg[--n] = '\0';
+    }
+    wh_debug("http", "%s", msg);
+}
+
+wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances, void *zctx,
+                           const wh_bus_ends *ends, char *err, size_t errsize)
+{
+    wh_gateway *gw = calloc(1, sizeof *gw);
+    if (!gw) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    gw->opts = *opts;
+    snprintf(gw->host, sizeof gw->host, "%s", opts->host ? opts->host : "127.0.0.1");
+    snprintf(gw->node, sizeof gw->node, "%s", opts->node ? opts->node : "local");
+    gw->opts.host = gw->host;
+    gw->opts.node = gw->node;
+    if (!gw->opts.max_body) {
+        gw->opts.max_body = 1u << 20;
+    }
+    if (!gw->opts.timeout_s) {
+        gw->opts.timeout_s = 10;
+    }
+    if (!gw->opts.max_connections) {
+        gw->opts.max_connections = 1024;
+    }
+    if (!gw->opts.max_pending) {
+        gw->opts.max_pending = 1024;
+    }
+    if (!gw->opts.threads) {
+        gw->opts.threads = 2;
+    }
+    gw->instances = instances;
+    gw->started = wh_mono_ms();
+    pthread_mutex_init(&gw->lock, NULL);
+
+    gw->pub = wh_pub_new(zctx, ends, 5000);
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "resp/%s/", gw->node);
+    const char *prefixes[] = {prefix, NULL};
+    gw->sub = wh_sub_new(zctx, ends, prefixes, 5000);
+    if (!gw->pub || !gw->sub) {
+        snprintf(err, errsize, "cannot join the bus");
+        goto fail;
+    }
+
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+    hints.ai_socktype = SOCK_STREAM;
+    char port[16];
+    snprintf(port, sizeof port, "%d", opts->port);
+    if (getaddrinfo(gw->host, port, &hints, &ai) != 0 || !ai) {
+        snprintf(err, errsize, "listen address '%s' is not a numeric IPv4 or IPv6 address",
+                 gw->host);
+        goto fail;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+    }
+    gw->mhd = MHD_start_daemon(
+        flags, (uint16_t)opts->port, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR,
+        ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->opts.timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->opts.max_connections,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)gw->opts.threads, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!gw->mhd) {
+        snprintf(err, errsize, "cannot listen on %s:%d (in use, or not allowed)", gw->host,
+                 opts->port);
+        goto fail;
+    }
+    if (pthread_create(&gw->resp_thread, NULL, resp_main, gw) != 0) {
+        snprintf(err, errsize, "cannot start the gateway's answer thread");
+        goto fail;
+    }
+    gw->resp_started = 1;
+    return gw;
+fail:
+    wh_gateway_destroy(&gw);
+    return NULL;
+}
+
+int wh_gateway_port(const wh_gateway *gw)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(gw->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    return info ? info->port : -1;
+}
+
+void wh_gateway_destroy(wh_gateway **pgw)
+{
+    wh_gateway *gw = pgw ? *pgw : NULL;
+    if (!gw) {
+        return;
+    }
+    atomic_store(&gw->stopping, 1);
+    if (gw->resp_started) {
+        pthread_join(gw->resp_thread, NULL);
+    }
+    /* connectors finishing async webhooks resume their own requests (503) */
+    for (int i = 0; i < 500 && atomic_load(&gw->async_webhooks) > 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&gw->lock);
+    while (gw->pending) {
+        wh_request *r = gw->pending;
+        pending_remove(gw, r);
+        reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
+        resume_ready(r);
+    }
+    pthread_mutex_unlock(&gw->lock);
+    if (gw->mhd) {
+        /* let MHD send the answers just resumed, briefly */
+        for (int i = 0; i < 200 && atomic_load(&gw->live) > 0; i++) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        MHD_stop_daemon(gw->mhd);
+    }
+    wh_sub_destroy(&gw->sub);
+    wh_pub_destroy(&gw->pub);
+    pthread_mutex_destroy(&gw->lock);
+    free(gw);
+    *pgw = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* SDK accessors                                                        */
+
+const char *wh_req_method(const wh_request *r)
+{
+    return r->method;
+}
+
+const char *wh_req_path(const wh_request *r)
+{
+    return r->path ? r->path : "";
+}
+
+const char *wh_req_header(const wh_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *wh_req_query(const wh_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *wh_req_body(const wh_request *r, size_t *len)
+{
+    if (len) {
+        *len = r->body.len;
+    }
+    return r->body.data ? r->body.data : "";
+}
+
+const char *wh_req_content_type(const wh_request *r)
+{
+    return r->ctype;
+}
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    json_t *obj = cls;
+    char name[128];
+    size_t i = 0;
+    for (; key[i] && i + 1 < sizeof name; i++) {
+        name[i] = (char)tolower((unsigned char)key[i]);
+    }
+    name[i] = '\0';
+    json_t *v = json_string(value ? value : "");
+    if (v) { /* a header that is not UTF-8 is left out */
+        json_object_set_new(obj, name, v);
+    }
+    return MHD_YES;
+}
+
+const json_t *wh_req_headers(const wh_request *r)
+{
+    wh_request *m = (wh_request *)r; /* filled once, on first use, by the one thread using it */
+    if (!m->headers) {
+        m->headers = json_object();
+        if (m->headers) {
+            MHD_get_connection_values(m->conn, MHD_HEADER_KIND, collect_header, m->headers);
+        }
+    }
+    return m->headers;
+}
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    json_t *v = json_string(value ? value : "");
+    if (v) { /* an argument that is not UTF-8 is left out */
+        json_object_set_new(cls, key, v);
+    }
+    return MHD_YES;
+}
+
+const json_t *wh_req_queries(const wh_request *r)
+{
+    wh_request *m = (wh_request *)r; /* filled once, on first use, like the headers */
+    if (!m->queries) {
+        m->queries = json_object();
+        if (m->queries) {
+            MHD_get_connection_values(m->conn, MHD_GET_ARGUMENT_KIND, collect_query, m->queries);
+        }
+    }
+    return m->queries;
+}
+
+const char *wh_req_remote(const wh_request *r)
+{
+    return r->remote;
+}
+
+int wh_wh_emit(wh_webhook *wh, const char *kind, json_t *data)
+{
+    if (!wh_name_ok(kind)) {
+        return WH_ERR_INVALID;
+    }
+    json_t *ev = json_pack("{s:s, s:O}", "kind", kind, "data", data ? data : json_null());
+    if (!ev || json_array_append_new(wh->events, ev) != 0) {
+        return WH_ERR_NOMEM;
+    }
+    json_decref(data);
+    return WH_OK;
+}
+
+int wh_wh_reject(wh_webhook *wh, int status, const char *error, const char *detail)
+{
+    if (status < 400 || status > 599) {
+        return WH_ERR_INVALID;
+    }
+    free(wh->reject_error);
+    free(wh->reject_detail);
+    wh->reject_status = status;
+    wh->reject_error = strdup(error ? error : "error");
+    wh->reject_detail = strdup(detail ? detail : "");
+    return wh->reject_error && wh->reject_detail ? WH_OK : WH_ERR_NOMEM;
+}
+
+int wh_wh_answer(wh_webhook *wh, int status, const char *ctype, const char *body, size_t len)
+{
+    if (status < 100 || status > 599) {
+        return WH_ERR_INVALID;
+    }
+    wh->answered = 1;
+    wh->answer_status = status;
+    snprintf(wh->answer_ctype, sizeof wh->answer_ctype, "%s", ctype ? ctype : "text/plain");
+    wh_buf_free(&wh->answer_body);
+    return wh_buf_append(&wh->answer_body, body ? body : "", body ? len : 0);
+}
+
+int wh_wh_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
+{
+    wh_gateway *gw = wh->req->gw;
+    pthread_mutex_lock(&gw->lock);
+    int full = gw->npending >= gw->opts.max_pending;
+    pthread_mutex_unlock(&gw->lock);
+    if (full) {
+        return wh_wh_reject(wh, 429, "too_many_waiting",
+                            "too many requests are waiting for answers; retry shortly");
+    }
+    json_decref(wh->fallback);
+    wh->fallback = fallback ? json_deep_copy(fallback) : json_object();
+    wh->wait = 1;
+    wh->deadline_ms = deadline_ms;
+    return wh->fallback ? WH_OK : WH_ERR_NOMEM;
+}
+
+void wh_wh_done(wh_webhook *wh)
+{
+    wh_request *r = wh->req;
+    wh_gateway *gw = r->gw;
+    pthread_mutex_lock(&gw->lock);
+    if (!r->suspended) {
+        r->done_early = 1; /* dispatch() has not suspended yet; it continues itself */
+        pthread_mutex_unlock(&gw->lock);
+        return;
+    }
+    atomic_fetch_sub(&gw->async_webhooks, 1);
+    after_webhook(r);
+    if (r->state == ST_READY) {
+        resume_ready(r);
+    }
+    /* ST_WAITING: stays suspended until the answer or the deadline */
+    pthread_mutex_unlock(&gw->lock);
+}
+
+int wh_reply_set(wh_reply *out, int status, const char *ctype, const char *body, size_t len)
+{
+    if (status < 100 || status > 599) {
+        return WH_ERR_INVALID;
+    }
+    reply_set(out, status, ctype, body, len);
+    return WH_OK;
+}
+
+int wh_reply_header(wh_reply *out, const char *name, const char *value)
+{
+    if (!name || !value || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) {
+        return WH_ERR_INVALID;
+    }
+    if (!out->headers) {
+        out->headers = json_array();
+    }
+    return json_array_append_new(out->headers, json_pack("[s,s]", name, value)) == 0
+               ? WH_OK
+               : WH_ERR_NOMEM;
+}
