@@ -1,0 +1,83 @@
+"""Config errors through the real binary: file:line:col messages, exit status 2,
+secrets resolved from env and files and never printed."""
+import os
+import unittest
+
+from whtest import Hub, HubTest
+
+
+class ConfigTest(HubTest):
+    def check(self, config, files=None, env=None):
+        h = Hub(config, files, env)
+        self.hubs.append(h)
+        return h, h.cmd("check", "-c", h.config_path)
+
+    def test_unknown_and_mistyped_keys(self):
+        h, r = self.check("listen: 127.0.0.1:0\nlisten_port: 8\ngateway:\n  max_body: big\n"
+                          "connectors:\n  x:\n    type: webhook\n    secrett: s\n")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        err = r.stderr.decode()
+        path = h.config_path
+        self.assertIn(path + ":2:1: unknown key 'listen_port'", err)
+        self.assertIn(path + ":4:3: 'max_body' must be an integer", err)
+        self.assertIn(path + ":8:5: unknown key 'secrett'", err)
+
+    def test_same_errors_stop_run(self):
+        h = Hub("bogus: 1\n")
+        self.hubs.append(h)
+        r = h.cmd("run", "-c", h.config_path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(":1:1: unknown key 'bogus'", r.stderr.decode())
+
+    def test_yaml_syntax_error_position(self):
+        h, r = self.check("connectors:\n  x: [1, 2\n")
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr.decode(), r"wirehub\.yaml:\d+:\d+: ")
+
+    def test_missing_secret_names_the_variable_not_values(self):
+        h, r = self.check("connectors:\n  gh:\n    type: webhook\n    secret: \"${env:WH_NOPE_SECRET}\"\n",
+                          env={"WH_NOPE_SECRET": ""})
+        # set but empty is allowed; now unset it
+        env = dict(os.environ)
+        env.pop("WH_NOPE_SECRET", None)
+        h.env = env
+        r = h.cmd("check", "-c", h.config_path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(":4:13: environment variable WH_NOPE_SECRET is not set", r.stderr.decode())
+
+    def test_secret_from_file_and_env_work(self):
+        h, r = self.check(
+            "connectors:\n  gh:\n    type: webhook\n    secret: \"${file:secret.txt}\"\n"
+            "  gh2:\n    type: webhook\n    secret: \"pre-${env:WH_S2}\"\n",
+            files={"secret.txt": "s3cr3t-value\n"}, env={"WH_S2": "v2"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(b"s3cr3t-value", r.stdout + r.stderr)
+        h, r = self.check("connectors:\n  gh:\n    type: webhook\n    secret: \"${file:absent.txt}\"\n")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot read secret file", r.stderr.decode())
+
+    def test_unknown_connector_type(self):
+        h, r = self.check("connectors:\n  x:\n    type: telepathy\n")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(":3:5: ", r.stderr.decode())
+        self.assertIn("telepathy.so: no such connector", r.stderr.decode())
+
+    def test_version_and_help(self):
+        h = Hub("")
+        self.hubs.append(h)
+        r = h.cmd("version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout.decode(), r"^wirehub \d+\.\d+\.\d+")
+        for sub in ("run", "tail", "check", "describe", "render"):
+            r = h.cmd(sub, "--help")
+            self.assertEqual(r.returncode, 0, sub)
+            self.assertIn("usage: wirehub " + sub, r.stdout.decode())
+        r = h.cmd("frobnicate")
+        self.assertEqual(r.returncode, 2)
+        r = h.cmd("describe", "webhook")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("signature_header", r.stdout.decode())
+
+
+if __name__ == "__main__":
+    unittest.main()
