@@ -7,7 +7,7 @@
 #define WH_CONFIG_H
 #include "gateway.h"
 #include "instance.h"
-#include "yaml.h"
+#include "doc.h"
 
 typedef struct wh_config {
     char *path;           /**< the file */

@@ -7,7 +7,7 @@
 #include "instance.h"
 #include "log.h"
 #include "util.h"
-#include "yaml.h"
+#include "doc.h"
 #include "envelope.h"
 
 #include <stdio.h>

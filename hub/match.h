@@ -44,7 +44,7 @@
  */
 #ifndef WH_MATCH_H
 #define WH_MATCH_H
-#include "yaml.h"
+#include "doc.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -100,9 +100,9 @@ const json_t *wh_json_path(const json_t *root, const char *path);
 
 /** A dotted path split once for hot paths. */
 typedef struct wh_path {
-    size_t n;    /**< number of components; 0 for "" (the root) */
+    size_t n;     /**< number of components; 0 for "" (the root) */
     char **parts; /**< the components */
-    long *index; /**< the component as an array index, or -1 when not all digits */
+    long *index;  /**< the component as an array index, or -1 when not all digits */
 } wh_path;
 
 /**

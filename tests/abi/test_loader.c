@@ -5,7 +5,7 @@
 #include "instance.h"
 #include "plugin.h"
 #include "testlib.h"
-#include "yaml.h"
+#include "doc.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
-/* test_yaml.c — hub/yaml.c: typing of scalars, positions, limits and error texts. */
+/* test_doc.c — hub/doc.c: typing of scalars, positions, limits and error texts. */
 #include "testlib.h"
-#include "yaml.h"
+#include "doc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -162,8 +162,7 @@ static const char *positions_doc = "connectors:\n"                  /* 1 */
                                    "flow: {a: 1, b: [x, {c: d}]}\n" /* 12 */
                                    "\"quoted\": é\n";               /* 13 */
 
-static void check_pos(const wh_doc *d, const char *ptr, int kline, int kcol, int vline,
-                      int vcol)
+static void check_pos(const wh_doc *d, const char *ptr, int kline, int kcol, int vline, int vcol)
 {
     int l = -1, c = -1;
     CHECK_INT(wh_doc_pos(d, ptr, &l, &c), 0);
@@ -271,7 +270,7 @@ static void expect_errors(const char *text, const char *const *want)
 
 #define EXPECT(text, ...)                                                                          \
     do {                                                                                           \
-        const char *const _w[] = {__VA_ARGS__, NULL};                                             \
+        const char *const _w[] = {__VA_ARGS__, NULL};                                              \
         expect_errors(text, _w);                                                                   \
     } while (0)
 
@@ -416,8 +415,9 @@ static void test_documents_and_empty(void)
 
 static void test_json_input(void)
 {
-    const char *text = "{\n\t\"a\": [1, 2.5, \"x\", true, null, -3e2],\n"
-                       "\t\"b\":{\"c\":\"d\\/e\\u00e9\\n\"},\n\t\"e\": {}, \"f\": [], \"g\": \"\"\n}\n";
+    const char *text =
+        "{\n\t\"a\": [1, 2.5, \"x\", true, null, -3e2],\n"
+        "\t\"b\":{\"c\":\"d\\/e\\u00e9\\n\"},\n\t\"e\": {}, \"f\": [], \"g\": \"\"\n}\n";
     json_t *errs;
     wh_doc *d = parse(text, &errs);
     CHECK(d != NULL);
@@ -450,7 +450,7 @@ static void test_syntax_errors(void)
            "t.yaml:2:1: found unexpected end of stream while scanning a quoted scalar");
     EXPECT("a: 1\nb: \xff\n", "t.yaml:2:4: invalid leading UTF-8 octet (byte 0xFF)");
     EXPECT("a: 1\n\tb: 2\n", "t.yaml:2:1: found a tab character that violates indentation "
-                              "while scanning a plain scalar");
+                             "while scanning a plain scalar");
 }
 
 static char *nested(int depth, const char *open, const char *close)
@@ -617,5 +617,5 @@ int main(void)
     test_pointers();
     test_load();
     test_error_cap();
-    return wh_test_done("test_yaml");
+    return wh_test_done("unit.doc");
 }

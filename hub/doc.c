@@ -1,5 +1,5 @@
 /*
- * yaml.c — YAML/JSON text into a jansson value plus the source position of
+ * doc.c — YAML/JSON text into a jansson value plus the source position of
  * every node, kept in a hash table keyed by JSON pointer. It owns the YAML →
  * JSON typing rules and the limits (depth, node count, one document, error
  * count). It must not know what a config or a rule file means, and does no I/O
@@ -11,11 +11,9 @@
  * stay memory-safe and keep finding further errors; values under a bad key are
  * built and then dropped.
  */
-#include "yaml.h"
+#include "doc.h"
 #include "util.h"
 
-/* Resolves to hub/yaml.h (its guard is set), which include_next's libyaml. */
-#define WH_YAML_WANT_LIBYAML
 #include <yaml.h>
 
 #include <errno.h>
@@ -185,12 +183,12 @@ static const char *snippet(char *out, size_t size, const char *s, size_t len)
 /* Builder state                                                             */
 
 typedef struct frame {
-    json_t *node;       /* object or array being filled */
-    char *ptr;          /* its JSON pointer; NULL when the node will be dropped */
-    char *anchor;       /* anchor name to register when complete */
+    json_t *node; /* object or array being filled */
+    char *ptr;    /* its JSON pointer; NULL when the node will be dropped */
+    char *anchor; /* anchor name to register when complete */
     yaml_mark_t start;
     size_t nodes_at_start;
-    int height;         /* height of the tallest child so far */
+    int height; /* height of the tallest child so far */
     /* mappings: the pending key */
     int have_key, key_bad;
     char *key;
@@ -210,9 +208,9 @@ typedef struct parser {
     frame stack[WH_YAML_MAX_DEPTH];
     int depth;
     size_t nodes;
-    json_t *anchors;    /* name → [value, nodes, height, raw text or null] */
+    json_t *anchors; /* name → [value, nodes, height, raw text or null] */
     json_t *root;
-    int root_empty;     /* root is an empty plain scalar: the file has no content */
+    int root_empty; /* root is an empty plain scalar: the file has no content */
     pos_table *pos;
 } parser;
 
@@ -426,7 +424,7 @@ static int tag_kind(const char *tag)
     static const struct {
         const char *name;
         int kind;
-    } tags[] = {{"str", T_STR}, {"int", T_INT},   {"float", T_FLOAT}, {"bool", T_BOOL},
+    } tags[] = {{"str", T_STR},   {"int", T_INT}, {"float", T_FLOAT}, {"bool", T_BOOL},
                 {"null", T_NULL}, {"map", T_MAP}, {"seq", T_SEQ}};
     size_t pl = strlen(YAML_TAG_PREFIX);
     if (strncmp(tag, YAML_TAG_PREFIX, pl) == 0) {
@@ -477,7 +475,7 @@ static int bool_word(const char *s, size_t len)
 
 static int digit_val(char c, int base)
 {
-    int v = c >= '0' && c <= '9' ? c - '0'
+    int v = c >= '0' && c <= '9'   ? c - '0'
             : c >= 'a' && c <= 'f' ? c - 'a' + 10
             : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                    : 99;
@@ -517,8 +515,8 @@ static int parse_int(const char *s, size_t len, json_int_t *out)
     if (range) {
         return -1;
     }
-    *out = neg ? (v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(json_int_t)v)
-               : (json_int_t)v;
+    *out =
+        neg ? (v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(json_int_t)v) : (json_int_t)v;
     return 1;
 }
 
@@ -562,8 +560,8 @@ static int is_float_form(const char *s, size_t len)
 
 static int is_inf_nan(const char *s, size_t len)
 {
-    static const char *const w[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
-                                    "-.Inf", "-.INF", ".nan", ".NaN", ".NAN", NULL};
+    static const char *const w[] = {".inf",  ".Inf",  ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
+                                    "-.Inf", "-.INF", ".nan", ".NaN",  ".NAN",  NULL};
     return eq_any(s, len, w);
 }
 
@@ -608,7 +606,8 @@ static json_t *scalar_value(parser *p, const yaml_event_t *ev)
     json_int_t iv = 0;
     int ir = (kind == T_AUTO || kind == T_INT || kind == T_FLOAT) ? parse_int(s, len, &iv) : 0;
     if (ir < 0 && kind != T_FLOAT) {
-        perr(p, MLINE(m), MCOL(m), "integer '%s' is out of range", snippet(snip, sizeof snip, s, len));
+        perr(p, MLINE(m), MCOL(m), "integer '%s' is out of range",
+             snippet(snip, sizeof snip, s, len));
         return json_null();
     }
     if (ir > 0 && kind != T_FLOAT) {
@@ -692,8 +691,8 @@ static void on_scalar(parser *p, const yaml_event_t *ev)
         return;
     }
     if (!f) {
-        p->root_empty = len == 0 && !ev->data.scalar.tag &&
-                        ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        p->root_empty =
+            len == 0 && !ev->data.scalar.tag && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
     }
     if (anchor) {
         add_anchor(p, anchor, v, 1, 0, s, len, m);
@@ -758,10 +757,10 @@ static void on_alias(parser *p, const yaml_event_t *ev)
 static void on_start(parser *p, const yaml_event_t *ev, int is_map)
 {
     const yaml_mark_t *m = &ev->start_mark;
-    const char *tag = (const char *)(is_map ? ev->data.mapping_start.tag
-                                            : ev->data.sequence_start.tag);
-    const char *anchor = (const char *)(is_map ? ev->data.mapping_start.anchor
-                                               : ev->data.sequence_start.anchor);
+    const char *tag =
+        (const char *)(is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
+    const char *anchor =
+        (const char *)(is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor);
     if (p->depth >= WH_YAML_MAX_DEPTH) {
         perr(p, MLINE(m), MCOL(m), "nesting is deeper than %d levels", WH_YAML_MAX_DEPTH);
         p->fatal = 1;
@@ -815,8 +814,7 @@ static void on_end(parser *p)
     json_t *node = f.node;
     f.node = NULL;
     if (f.anchor) {
-        add_anchor(p, f.anchor, node, p->nodes - f.nodes_at_start, f.height + 1, NULL, 0,
-                   &f.start);
+        add_anchor(p, f.anchor, node, p->nodes - f.nodes_at_start, f.height + 1, NULL, 0, &f.start);
     }
     attach(p, node, f.height + 1, &f.start);
     frame_free(&f);
@@ -1090,8 +1088,7 @@ void wh_doc_error(const wh_doc *d, json_t *errors, const char *pointer, const ch
     va_end(ap);
 }
 
-void wh_doc_value_error(const wh_doc *d, json_t *errors, const char *pointer, const char *fmt,
-                        ...)
+void wh_doc_value_error(const wh_doc *d, json_t *errors, const char *pointer, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

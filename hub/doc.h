@@ -1,5 +1,5 @@
 /*
- * yaml.h — YAML (and JSON) documents parsed into jansson values, with the
+ * doc.h — YAML (and JSON) documents parsed into jansson values, with the
  * source position of every node, so that every error a user sees can read
  * `file:line:col: what is wrong`.
  *
@@ -26,8 +26,8 @@
  *
  * Threads: a wh_doc is immutable after parsing; concurrent readers are fine.
  */
-#ifndef WH_YAML_H
-#define WH_YAML_H
+#ifndef WH_DOC_H
+#define WH_DOC_H
 #include <jansson.h>
 #include <stddef.h>
 
@@ -106,8 +106,8 @@ void wh_doc_error(const wh_doc *d, json_t *errors, const char *pointer, const ch
     __attribute__((format(printf, 4, 5)));
 
 /** Like wh_doc_error(), positioned at the value (wh_doc_value_pos()). */
-void wh_doc_value_error(const wh_doc *d, json_t *errors, const char *pointer, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
+void wh_doc_value_error(const wh_doc *d, json_t *errors, const char *pointer, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /**
  * Build a child pointer: parent + "/" + key with '~' → "~0" and '/' → "~1",
@@ -128,15 +128,4 @@ char *wh_ptr_index(char *out, size_t size, const char *parent, size_t index);
 char *wh_ptr_child_dup(const char *parent, const char *key);
 char *wh_ptr_index_dup(const char *parent, size_t index);
 
-#endif
-
-/*
- * This header's name shadows libyaml's <yaml.h> for every file built with
- * hub/ on the include path. yaml.c alone needs libyaml: it defines
- * WH_YAML_WANT_LIBYAML and includes <yaml.h>, which lands here and continues
- * the search past hub/ to the real one. Outside the include guard on purpose.
- */
-#if defined(WH_YAML_WANT_LIBYAML) && !defined(WH_YAML_LIBYAML_INCLUDED)
-#define WH_YAML_LIBYAML_INCLUDED
-#include_next <yaml.h>
 #endif
