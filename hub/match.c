@@ -54,18 +54,18 @@ typedef struct crit crit;
 
 typedef struct test {
     op_t op;
-    json_t *arg;      /* owned copy of the operator's argument */
-    pcre2_code *re;   /* OP_REGEX */
-    int flag;         /* OP_EXISTS */
+    json_t *arg;    /* owned copy of the operator's argument */
+    pcre2_code *re; /* OP_REGEX */
+    int flag;       /* OP_EXISTS */
 } test;
 
 typedef struct entry {
-    char *text;       /* the key as written: a path, or all/any/none */
-    op_t comb;        /* OP_ALL/OP_ANY/OP_NONE for combinators, else OP_EQUALS */
+    char *text; /* the key as written: a path, or all/any/none */
+    op_t comb;  /* OP_ALL/OP_ANY/OP_NONE for combinators, else OP_EQUALS */
     wh_path path;
     test *tests;
     size_t ntests;
-    crit *subs;       /* combinators: the alternatives */
+    crit *subs; /* combinators: the alternatives */
     size_t nsubs;
 } entry;
 
@@ -243,8 +243,8 @@ static int equal_num(const json_t *a, const json_t *b, int depth)
         /* Iteration does not modify the object; jansson's iterator API is not const. */
         json_t *ma = (json_t *)a;
         for (void *it = json_object_iter(ma); it; it = json_object_iter_next(ma, it)) {
-            const json_t *vb = json_object_getn(b, json_object_iter_key(it),
-                                                json_object_iter_key_len(it));
+            const json_t *vb =
+                json_object_getn(b, json_object_iter_key(it), json_object_iter_key_len(it));
             if (!equal_num(json_object_iter_value(it), vb, depth + 1)) {
                 return 0;
             }
@@ -313,8 +313,8 @@ static int regex_match(const wh_match *m, const pcre2_code *re, const json_t *v)
     if (!md) {
         return 0;
     }
-    int rc = pcre2_match(re, (PCRE2_SPTR)json_string_value(v), json_string_length(v), 0, 0, md,
-                         m->mctx);
+    int rc =
+        pcre2_match(re, (PCRE2_SPTR)json_string_value(v), json_string_length(v), 0, 0, md, m->mctx);
     if (own) {
         pcre2_match_data_free(md);
     }
@@ -420,11 +420,16 @@ static void explain_test(const entry *e, const test *t, const json_t *v, char *w
     }
     show(vs, sizeof vs, v);
     static const char *const verbs[] = {
-        [OP_EQUALS] = "is not equal to",      [OP_NOT] = "is excluded by not:",
-        [OP_IN] = "is not in",                [OP_CONTAINS] = "does not contain",
-        [OP_STARTS_WITH] = "does not start with", [OP_ENDS_WITH] = "does not end with",
-        [OP_REGEX] = "does not match regex",  [OP_GT] = "is not greater than",
-        [OP_GTE] = "is not greater than or equal to", [OP_LT] = "is not less than",
+        [OP_EQUALS] = "is not equal to",
+        [OP_NOT] = "is excluded by not:",
+        [OP_IN] = "is not in",
+        [OP_CONTAINS] = "does not contain",
+        [OP_STARTS_WITH] = "does not start with",
+        [OP_ENDS_WITH] = "does not end with",
+        [OP_REGEX] = "does not match regex",
+        [OP_GT] = "is not greater than",
+        [OP_GTE] = "is not greater than or equal to",
+        [OP_LT] = "is not less than",
         [OP_LTE] = "is not less than or equal to",
     };
     snprintf(why, size, "%s: %s %s %s", e->text, vs, verbs[t->op], as);
@@ -449,8 +454,7 @@ static void prefix_why(char *why, size_t size, const char *label)
     why[ll + wl] = '\0';
 }
 
-static int eval_entry(const wh_match *m, const entry *e, const json_t *ctx, char *why,
-                      size_t size)
+static int eval_entry(const wh_match *m, const entry *e, const json_t *ctx, char *why, size_t size)
 {
     char label[64];
     switch (e->comb) {
@@ -624,14 +628,21 @@ static void cerr(cc *c, const char *ptr, int at_value, const char *fmt, ...)
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "a list";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a real number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -795,8 +806,10 @@ static void compile_path(cc *c, entry *e, const char *key, const json_t *val, co
     }
     size_t n = json_object_size(val);
     if (n == 0) {
-        cerr(c, kptr, 1, "'%s' has no operators (valid: " VALID_OPS
-                         "; use equals: {} to compare with an empty object)", pk);
+        cerr(c, kptr, 1,
+             "'%s' has no operators (valid: " VALID_OPS
+             "; use equals: {} to compare with an empty object)",
+             pk);
         return;
     }
     e->tests = calloc(n, sizeof *e->tests);
@@ -818,8 +831,7 @@ static void compile_path(cc *c, entry *e, const char *key, const json_t *val, co
             cerr(c, optr, 0, "unknown operator '%s' for '%s' (valid: " VALID_OPS ")",
                  key_text(ok, sizeof ok, opname), pk);
         } else {
-            compile_test(c, &e->tests[e->ntests], (op_t)op, json_object_iter_value(it), key,
-                         optr);
+            compile_test(c, &e->tests[e->ntests], (op_t)op, json_object_iter_value(it), key, optr);
             e->ntests++;
         }
         free(optr);

@@ -1,4 +1,4 @@
-/* test_match.c — hub/match.c: paths, operators, type mismatches, combinators, explain, compile errors. */
+/* test_match.c — hub/match.c: paths, operators, mismatches, combinators, explain, errors. */
 #include "match.h"
 #include "testlib.h"
 #include "util.h"
@@ -54,9 +54,10 @@ static int eval_yaml(const char *criteria, const json_t *ctx)
     return r;
 }
 
-static const char *ctx_text = "{\"s\": \"hello world\", \"n\": 42, \"r\": 2.5, \"b\": true, \"z\": null,"
-                              " \"o\": {\"k\": \"v\"}, \"a\": [1, \"x\", {\"k\": \"v\"}], \"e\": \"\","
-                              " \"f\": false, \"big\": 9007199254740993}";
+static const char *ctx_text =
+    "{\"s\": \"hello world\", \"n\": 42, \"r\": 2.5, \"b\": true, \"z\": null,"
+    " \"o\": {\"k\": \"v\"}, \"a\": [1, \"x\", {\"k\": \"v\"}], \"e\": \"\","
+    " \"f\": false, \"big\": 9007199254740993}";
 
 static void test_paths(void)
 {
@@ -348,9 +349,9 @@ static void test_explain(void)
     check_why(rule,
               "{\"intent\": {\"name\": \"GivePresentationIntent\", \"slots\": {\"topic\": null}}}",
               "intent.slots.topic: null (exists: true)");
-    check_why(rule,
-              "{\"intent\": {\"name\": \"GivePresentationIntent\", \"slots\": {\"topic\": \"Q3\"}}}",
-              "");
+    check_why(
+        rule,
+        "{\"intent\": {\"name\": \"GivePresentationIntent\", \"slots\": {\"topic\": \"Q3\"}}}", "");
     check_why(rule, "{}", "intent.name: missing (equals: \"GivePresentationIntent\")");
     check_why("{x: {exists: false}}", "{\"x\": [1, 2]}", "x: [1,2] is present (exists: false)");
     check_why("{x: {not: 3}}", "{\"x\": 3.0}", "x: 3.0 is excluded by not: 3");
@@ -375,8 +376,9 @@ static void test_explain(void)
     json_t *errs = json_array();
     wh_doc *d = NULL;
     wh_match *m = compile_yaml("if: {x: short}\n", &d, errs);
-    json_t *ctx = json_pack("{s:s}", "x", "0123456789012345678901234567890123456789012345678901"
-                                          "2345678901234567890123456789012345678901234567890123456789");
+    json_t *ctx = json_pack("{s:s}", "x",
+                            "0123456789012345678901234567890123456789012345678901"
+                            "2345678901234567890123456789012345678901234567890123456789");
     char why[512];
     CHECK_INT(wh_match_explain(m, ctx, why, sizeof why), 0);
     CHECK_STR(why, "x: \"012345678901234567890123456789012345678901234567890123456789012345678901"
