@@ -5,9 +5,11 @@
 #include "cli.h"
 #include "bus.h"
 #include "config.h"
+#include "envelope.h"
 #include "hub.h"
 #include "log.h"
 #include "plugin.h"
+#include "ruleset.h"
 #include "util.h"
 
 #include <signal.h>
@@ -42,6 +44,20 @@ int wh_cli_common(int argc, char **argv, const char **config, char **rest, int *
         }
     }
     return 0;
+}
+
+wh_rules *wh_cli_load_rules(const wh_config *cfg)
+{
+    json_t *errors = json_array();
+    wh_rules *rules = wh_ruleset_load(cfg, errors);
+    size_t i;
+    json_t *e;
+    json_array_foreach(errors, i, e)
+    {
+        fprintf(stderr, "%s\n", json_string_value(e));
+    }
+    json_decref(errors);
+    return rules;
 }
 
 wh_config *wh_cli_load_config(const char *path)
@@ -99,8 +115,16 @@ int wh_cmd_run(int argc, char **argv)
     }
     wh_info("hub", "starting version=%s config=%s connectors_dir=%s", WH_VERSION, cfg->path,
             cfg->connectors_dir);
-    wh_hub *hub = wh_hub_start(cfg);
+    wh_rules *rules = wh_cli_load_rules(cfg);
+    if (!rules) {
+        wh_config_destroy(&cfg);
+        return WH_EXIT_USAGE;
+    }
+    wh_info("rules", "loaded rules=%zu files=%zu dir=%s", wh_rules_count(rules),
+            wh_rules_files(rules), cfg->rules_dir);
+    wh_hub *hub = wh_hub_start(cfg, rules);
     if (!hub) {
+        wh_rules_unref(&rules);
         wh_config_destroy(&cfg);
         return WH_EXIT_FAIL;
     }
@@ -111,7 +135,8 @@ int wh_cmd_run(int argc, char **argv)
             continue;
         }
         if (sig == SIGHUP) {
-            wh_info("hub", "SIGHUP: nothing to reload yet");
+            wh_info("hub", "SIGHUP: reloading rules");
+            wh_hub_reload(hub);
             continue;
         }
         wh_info("hub", "stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -228,7 +253,8 @@ int wh_cmd_tail(int argc, char **argv)
 
 static const char check_usage[] =
     "usage: wirehub check [-c FILE]\n"
-    "  Validate the config (and every connector instance's keys) without starting.\n"
+    "  Validate the config, every connector instance's keys and every rule file\n"
+    "  without starting.\n"
     "  Every problem is printed as file:line:col: what is wrong.\n"
     "exit: 0 valid, 2 problems found\n";
 
@@ -253,8 +279,16 @@ int wh_cmd_check(int argc, char **argv)
     if (!cfg) {
         return WH_EXIT_USAGE;
     }
-    printf("%s: ok (%zu connector instance%s)\n", cfg->path, cfg->instances->n,
-           cfg->instances->n == 1 ? "" : "s");
+    wh_rules *rules = wh_cli_load_rules(cfg);
+    if (!rules) {
+        wh_config_destroy(&cfg);
+        return WH_EXIT_USAGE;
+    }
+    printf("%s: ok (%zu connector instance%s, %zu rule%s in %zu file%s)\n", cfg->path,
+           cfg->instances->n, cfg->instances->n == 1 ? "" : "s", wh_rules_count(rules),
+           wh_rules_count(rules) == 1 ? "" : "s", wh_rules_files(rules),
+           wh_rules_files(rules) == 1 ? "" : "s");
+    wh_rules_unref(&rules);
     wh_config_destroy(&cfg);
     return WH_EXIT_OK;
 }
@@ -296,4 +330,107 @@ int wh_cmd_describe(int argc, char **argv)
     wh_describe(p, stdout);
     wh_plugin_destroy(&p);
     return WH_EXIT_OK;
+}
+
+static const char send_usage[] =
+    "usage: wirehub send [-c FILE] [--dry-run] INSTANCE KIND DATA.json\n"
+    "  Publish an event on the running hub's bus as if INSTANCE had received it\n"
+    "  (DATA.json is the event's data; - reads standard input). With --dry-run no\n"
+    "  hub is needed: print which rules match (and, for the others, the first\n"
+    "  criterion that failed) and the calls and answer they would produce.\n"
+    "exit: 0 sent (or dry run done), 1 the hub's bus cannot be reached, 2 usage,\n"
+    "      config, rule or data errors\n";
+
+int wh_cmd_send(int argc, char **argv)
+{
+    const char *config = wh_config_default_path();
+    char *rest[64];
+    int nrest = 0, dry = 0;
+    if (argc > 64) {
+        fputs(send_usage, stderr);
+        return WH_EXIT_USAGE;
+    }
+    int rc = wh_cli_common(argc, argv, &config, rest, &nrest, send_usage);
+    if (rc) {
+        return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
+    }
+    char *pos[3];
+    int npos = 0;
+    for (int i = 0; i < nrest; i++) {
+        if (strcmp(rest[i], "--dry-run") == 0) {
+            dry = 1;
+        } else if (rest[i][0] == '-' && rest[i][1]) {
+            fprintf(stderr, "wirehub send: unknown option '%s'\n%s", rest[i], send_usage);
+            return WH_EXIT_USAGE;
+        } else if (npos < 3) {
+            pos[npos++] = rest[i];
+        } else {
+            npos = 4;
+        }
+    }
+    if (npos != 3) {
+        fputs(send_usage, stderr);
+        return WH_EXIT_USAGE;
+    }
+    const char *instance = pos[0], *kind = pos[1], *file = pos[2];
+    if (!wh_name_ok(kind)) {
+        fprintf(stderr, "wirehub send: kind '%s' must be 1-64 of A-Z a-z 0-9 _ . -\n", kind);
+        return WH_EXIT_USAGE;
+    }
+    json_error_t jerr;
+    json_t *data = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_DECODE_ANY, &jerr)
+                                          : json_load_file(file, JSON_DECODE_ANY, &jerr);
+    if (!data) {
+        fprintf(stderr, "%s:%d:%d: %s\n", strcmp(file, "-") == 0 ? "<stdin>" : file, jerr.line,
+                jerr.column, jerr.text);
+        return WH_EXIT_USAGE;
+    }
+    wh_config *cfg = wh_cli_load_config(config);
+    if (!cfg) {
+        json_decref(data);
+        return WH_EXIT_USAGE;
+    }
+    int status = WH_EXIT_OK;
+    if (strcmp(instance, "hub") != 0 && !wh_instances_get(cfg->instances, instance)) {
+        fprintf(stderr, "wirehub send: %s has no connector instance '%s'\n", cfg->path, instance);
+        status = WH_EXIT_USAGE;
+    } else if (dry) {
+        wh_rules *rules = wh_cli_load_rules(cfg);
+        if (!rules) {
+            status = WH_EXIT_USAGE;
+        } else {
+            wh_send_dry_run(rules, instance, kind, data, stdout);
+            wh_rules_unref(&rules);
+        }
+    } else {
+        status = WH_EXIT_FAIL;
+        wh_bus_ends ends;
+        char err[300];
+        const char *ep = json_string_value(json_array_get(cfg->bus_bind, 0));
+        void *zctx = zmq_ctx_new();
+        wh_pub *pub = NULL;
+        json_t *env = NULL;
+        char topic[WH_TOPIC_MAX];
+        if (!ep || wh_bus_ends_for(ep, &ends, err, sizeof err) != 0) {
+            fprintf(stderr, "wirehub send: %s has no usable bus.bind endpoint\n", cfg->path);
+        } else if (!(pub = wh_pub_new(zctx, &ends, 3000))) {
+            fprintf(stderr, "wirehub send: cannot reach the hub's bus at %s (is it running?)\n",
+                    ep);
+        } else if (!(env = wh_env_new(instance, kind, json_incref(data)))) {
+            json_decref(data);
+            fprintf(stderr, "wirehub send: cannot build the event\n");
+        } else if (wh_topic_in(topic, sizeof topic, instance, kind) != 0 ||
+                   wh_pub_send(pub, topic, env) != 0) {
+            fprintf(stderr, "wirehub send: cannot publish\n");
+        } else {
+            printf("%s\n", json_string_value(json_object_get(env, "id")));
+            status = WH_EXIT_OK;
+        }
+        json_decref(env);
+        wh_pub_destroy(&pub);
+        zmq_ctx_term(zctx);
+    }
+    json_decref(data);
+    wh_config_destroy(&cfg);
+    return status;
 }

@@ -26,4 +26,7 @@ int wh_cli_common(int argc, char **argv, const char **config, char **rest, int *
 
 /** Load a config and print every error to stderr; NULL on failure. */
 struct wh_config *wh_cli_load_config(const char *path);
+/** Load the config's rules and print every error to stderr; NULL on failure. */
+struct wh_rules *wh_cli_load_rules(const struct wh_config *cfg);
+int wh_cmd_send(int argc, char **argv);
 #endif

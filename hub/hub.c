@@ -7,15 +7,23 @@
  *   2. delivery     the curl multi thread (outgoing HTTP, operation calls)
  *   3. publisher    the connectors' handle for host->publish
  *   4. instances    connector init(), in config order
- *   5. gateway      HTTP in; last, so nothing arrives before the rest is up
+ *   5. delivery     executes calls published on out/<instance>
+ *   6. engine       rules: events in, calls and answers out
+ *   7. watcher      reloads rules when their directory changes
+ *   8. gateway      HTTP in; last, so nothing arrives before the rest is up
  */
 #include "hub.h"
 #include "bus.h"
+#include "delivery.h"
+#include "engine.h"
+#include "ruleset.h"
+#include "watch.h"
 #include "gateway.h"
 #include "http_client.h"
 #include "log.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,16 +34,51 @@ struct wh_hub {
     wh_pub *pub;
     wh_services svc;
     int instances_up;
+    wh_delivery *delivery;
+    wh_engine *engine;
+    wh_watch *watch;
+    pthread_mutex_t reload_lock;
     wh_gateway *gateway;
     char node[17];
 };
 
-wh_hub *wh_hub_start(wh_config *cfg)
+static void reload_from_watch(void *ud)
+{
+    wh_hub_reload(ud);
+}
+
+int wh_hub_reload(wh_hub *hub)
+{
+    pthread_mutex_lock(&hub->reload_lock);
+    json_t *errors = json_array();
+    wh_rules *rules = wh_ruleset_load(hub->cfg, errors);
+    size_t i;
+    json_t *e;
+    json_array_foreach(errors, i, e)
+    {
+        wh_error("rules", "%s", json_string_value(e));
+    }
+    int rc = WH_OK;
+    if (rules) {
+        wh_info("rules", "loaded rules=%zu files=%zu", wh_rules_count(rules),
+                wh_rules_files(rules));
+        wh_engine_set_rules(hub->engine, rules);
+    } else {
+        wh_error("rules", "reload failed; keeping the rules that were running");
+        rc = WH_ERR_CONFIG;
+    }
+    json_decref(errors);
+    pthread_mutex_unlock(&hub->reload_lock);
+    return rc;
+}
+
+wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
 {
     wh_hub *hub = calloc(1, sizeof *hub);
     if (!hub) {
         return NULL;
     }
+    pthread_mutex_init(&hub->reload_lock, NULL);
     char err[512];
     wh_random_hex(8, hub->node);
 
@@ -61,7 +104,22 @@ wh_hub *wh_hub_start(wh_config *cfg)
         goto fail;
     }
     hub->instances_up = 1;
-    wh_gateway_opts gopts = cfg->gateway; /* 5 */
+    hub->delivery = wh_delivery_new(NULL, cfg->instances, wh_bus_zctx(hub->bus), /* 5 */
+                                    wh_bus_inproc(hub->bus), err, sizeof err);
+    if (!hub->delivery) {
+        wh_error("hub", "delivery: %s", err);
+        goto fail;
+    }
+    hub->engine = wh_engine_new(wh_bus_zctx(hub->bus), wh_bus_inproc(hub->bus), hub->node, /* 6 */
+                                wh_rules_ref(rules), err, sizeof err);
+    if (!hub->engine) {
+        wh_rules_unref(&rules); /* the reference meant for the engine; the caller keeps its own */
+        wh_error("hub", "engine: %s", err);
+        goto fail;
+    }
+    hub->cfg = cfg;
+    hub->watch = wh_watch_new(cfg->rules_dir, 250, reload_from_watch, hub); /* 7 */
+    wh_gateway_opts gopts = cfg->gateway; /* 8 */
     gopts.node = hub->node;
     hub->gateway = wh_gateway_new(&gopts, cfg->instances, wh_bus_zctx(hub->bus),
                                   wh_bus_inproc(hub->bus), err, sizeof err);
@@ -69,9 +127,9 @@ wh_hub *wh_hub_start(wh_config *cfg)
         wh_error("hub", "gateway: %s", err);
         goto fail;
     }
-    hub->cfg = cfg;
     wh_info("gateway", "listening addr=%s:%d instances=%zu", cfg->listen_host,
             wh_gateway_port(hub->gateway), cfg->instances->n);
+    wh_rules_unref(&rules); /* taken: the engine holds its own reference */
     return hub;
 fail:
     hub->cfg = NULL; /* the caller keeps cfg on failure */
@@ -102,11 +160,16 @@ void wh_hub_stop(wh_hub **phub)
     if (!hub) {
         return;
     }
-    wh_gateway_destroy(&hub->gateway); /* 5 */
-    wh_http_destroy(&hub->http);       /* 2: in-flight calls end before their connectors do */
+    wh_gateway_destroy(&hub->gateway); /* 8 */
+    wh_watch_destroy(&hub->watch);     /* 7 */
+    wh_engine_destroy(&hub->engine);   /* 6 */
+    wh_delivery_stop(hub->delivery);   /* 5: no new calls… */
+    wh_http_destroy(&hub->http);       /* 2: …in-flight calls end before their connectors do */
+    wh_delivery_destroy(&hub->delivery);
     wh_config_destroy(&hub->cfg);      /* 4: destroy() each instance, unload plugins */
     wh_pub_destroy(&hub->pub);         /* 3 */
     wh_bus_destroy(&hub->bus);         /* 1 */
+    pthread_mutex_destroy(&hub->reload_lock);
     free(hub);
     *phub = NULL;
 }

@@ -13,7 +13,9 @@ static const char usage[] =
     "commands:\n"
     "  run [-c FILE]                 start the hub in the foreground\n"
     "  tail [-c FILE] [PREFIX]       print bus messages of a running hub as JSON lines\n"
-    "  check [-c FILE]               validate the config and exit\n"
+    "  check [-c FILE]               validate the config and rules, then exit\n"
+    "  send [-c FILE] [--dry-run] INSTANCE KIND DATA.json\n"
+    "                                publish an event (or show what rules would do)\n"
     "  describe TYPE                 show a connector's keys and operations\n"
     "  render [--escape E] TPL DATA  render one template with a JSON file\n"
     "  version                       print the version\n"
@@ -50,6 +52,8 @@ int main(int argc, char **argv)
         rc = wh_cmd_check(argc - 1, argv + 1);
     } else if (strcmp(cmd, "describe") == 0) {
         rc = wh_cmd_describe(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "send") == 0) {
+        rc = wh_cmd_send(argc - 1, argv + 1);
     } else if (strcmp(cmd, "render") == 0) {
         rc = wh_cmd_render(argc - 1, argv + 1);
     } else {

@@ -213,3 +213,82 @@ class HubTest(unittest.TestCase):
         h = Hub(config, files, env)
         self.hubs.append(h)
         return h.start() if start else h
+
+
+class FakeAPI:
+    """A recording HTTP server on 127.0.0.1 (a stand-in third-party API).
+
+    `script` maps a path to a list of (status, headers, body) answers used in
+    order (the last one repeats); unknown paths answer 200 {"ok": true}.
+    Every request is recorded as a dict: method, path, headers, body, json."""
+
+    def __init__(self, script=None):
+        import http.server
+        import socketserver
+        self.script = dict(script or {})
+        self.requests = []
+        self.cond = threading.Condition()
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                try:
+                    parsed = json.loads(body) if body else None
+                except ValueError:
+                    parsed = None
+                rec = {"method": self.command, "path": self.path,
+                       "headers": {k.lower(): v for k, v in self.headers.items()},
+                       "body": body, "json": parsed, "time": time.monotonic()}
+                with api.cond:
+                    answers = api.script.get(self.path.split("?")[0])
+                    if answers:
+                        ans = answers[0] if len(answers) == 1 else answers.pop(0)
+                    else:
+                        ans = (200, {}, {"ok": True})
+                    api.requests.append(rec)
+                    api.cond.notify_all()
+                status, headers, out = ans
+                if callable(out):
+                    out = out(rec)
+                if not isinstance(out, (bytes, str)):
+                    out = json.dumps(out)
+                    headers = dict(headers)
+                    headers.setdefault("Content-Type", "application/json")
+                if isinstance(out, str):
+                    out = out.encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_requests(self, n, path=None, timeout=10):
+        def have():
+            with self.cond:
+                got = [r for r in self.requests if path is None or r["path"].startswith(path)]
+            return got if len(got) >= n else None
+        return wait_until(have, timeout, "%d request(s) at the fake API" % n)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,69 @@
+/*
+ * ruleset.c — the bridge between the config's instances and the rule
+ * loader's schema callbacks. No state beyond one load.
+ */
+#include "ruleset.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct names {
+    const wh_config *cfg;
+    wh_buf instances;
+    wh_buf ops;
+} names;
+
+static int has_instance(void *ud, const char *instance)
+{
+    names *n = ud;
+    return wh_instances_get(n->cfg->instances, instance) != NULL;
+}
+
+static const wh_operation *find_op(void *ud, const char *instance, const char *op)
+{
+    names *n = ud;
+    wh_instance *inst = wh_instances_get(n->cfg->instances, instance);
+    return inst ? wh_plugin_op(inst->plugin, op) : NULL;
+}
+
+static const char *instance_names(void *ud)
+{
+    names *n = ud;
+    wh_buf_free(&n->instances);
+    for (size_t i = 0; i < n->cfg->instances->n; i++) {
+        wh_buf_printf(&n->instances, "%s%s", i ? ", " : "", n->cfg->instances->v[i]->name);
+    }
+    return n->instances.data ? n->instances.data : "none";
+}
+
+static const char *op_names(void *ud, const char *instance)
+{
+    names *n = ud;
+    wh_buf_free(&n->ops);
+    wh_instance *inst = wh_instances_get(n->cfg->instances, instance);
+    for (const wh_operation *op = inst ? inst->plugin->desc.operations : NULL; op && op->name;
+         op++) {
+        wh_buf_printf(&n->ops, "%s%s", n->ops.len ? ", " : "", op->name);
+    }
+    return n->ops.data ? n->ops.data : "none";
+}
+
+wh_rules *wh_ruleset_load(const wh_config *cfg, json_t *errors)
+{
+    struct stat st;
+    names n = {cfg, {0}, {0}};
+    wh_rules_schema schema = {has_instance, find_op, instance_names, op_names, &n};
+    wh_rules *rules;
+    if (stat(cfg->rules_dir, &st) != 0) {
+        wh_warn("rules", "no rules directory at %s: running with no rules", cfg->rules_dir);
+        rules = wh_rules_load_text("(none)", "rules: []\n", 10, &schema, errors);
+    } else {
+        rules = wh_rules_load_dir(cfg->rules_dir, &schema, errors);
+    }
+    wh_buf_free(&n.instances);
+    wh_buf_free(&n.ops);
+    return rules;
+}

@@ -1,0 +1,146 @@
+"""Rules through the real binary: an event matches, calls run in order with
+results bound by `as:`, a waiting caller gets the rule's respond (or the
+fallback), failures publish hub/call_failed, and reloads swap rules
+atomically or keep the running ones."""
+import json
+import os
+import signal
+import unittest
+
+from whtest import FakeAPI, HubTest, Tail, wait_until
+
+CONFIG = """
+connectors:
+  in:
+    type: webhook
+  ask:
+    type: webhook
+    wait_ms: %(wait)d
+    fallback: { text: "nobody answered" }
+  api:
+    type: webhook
+  console:
+    type: console
+"""
+
+RULES = """
+rules:
+  - name: chain
+    on: in/order
+    if: { body.total: { gte: 10 } }
+    do:
+      - call: api.request
+        with: { url: "%(url)s/orders", json: { id: "{{body.id}}" } }
+        as: created
+      - call: console.say
+        with: { channel: "#sales", text: "order {{body.id}} stored as {{created.body.ref}}" }
+  - name: answer
+    on: ask/*
+    if: { body.q: hello }
+    respond: { text: "hi {{body.name}}" }
+  - name: broken
+    on: in/fail
+    do:
+      - call: api.request
+        with: { url: "%(url)s/missing" }
+"""
+
+
+class EngineTest(HubTest):
+    def setUp(self):
+        super().setUp()
+        self.api = FakeAPI({"/orders": [(200, {}, {"ref": "R-1"})],
+                            "/missing": [(404, {}, {"error": "nope"})]})
+        self.addCleanup(self.api.close)
+
+    def start(self, wait=2000, rules=None):
+        return self.hub(CONFIG % {"wait": wait},
+                        files={"rules/main.yaml": (rules or RULES) % {"url": self.api.url}})
+
+    def test_calls_run_in_order_with_results(self):
+        h = self.start()
+        s, b = h.json_request("POST", "/hooks/in/order", {"id": "A7", "total": 12})
+        self.assertEqual(s, 200, b)
+        line = h.out.wait_for(r"^\[console #sales\] ")
+        self.assertEqual(line.string, "[console #sales] order A7 stored as R-1")
+        reqs = self.api.wait_requests(1, "/orders")
+        self.assertEqual(reqs[0]["json"], {"id": "A7"})
+        self.assertTrue(reqs[0]["headers"].get("idempotency-key"))
+        # criteria: a small order matches nothing
+        s, b = h.json_request("POST", "/hooks/in/order", {"id": "B1", "total": 3})
+        self.assertEqual(s, 200)
+        s, b = h.json_request("POST", "/hooks/in/order", {"id": "C2", "total": 50})
+        h.out.wait_for(r"order C2 stored")
+        self.assertNotIn("B1", h.out.text())
+
+    def test_waiting_caller_gets_respond(self):
+        h = self.start()
+        s, b = h.json_request("POST", "/hooks/ask", {"q": "hello", "name": "Ana"})
+        self.assertEqual((s, b), (200, {"text": "hi Ana"}))
+
+    def test_no_rule_gives_fallback_at_once(self):
+        h = self.start(wait=30000)
+        s, b = h.json_request("POST", "/hooks/ask", {"q": "other"}, timeout=10)
+        self.assertEqual((s, b), (200, {"text": "nobody answered"}))
+        h.err.wait_for(r"fallback answer: no rule matched")
+
+    def test_deadline_fallback(self):
+        # the rule answers only after a call, which the fake API never finishes in time
+        rules = RULES + """
+  - name: slow
+    on: ask/slow
+    do:
+      - call: api.request
+        with: { url: "%(url)s/slow", timeout_ms: 20000 }
+      - respond: { text: "too late" }
+"""
+        import time
+        self.api.script["/slow"] = [(200, {}, lambda rec: time.sleep(3) or {"ok": 1})]
+        h = self.start(wait=500, rules=rules)
+        s, b = h.json_request("POST", "/hooks/ask/slow", {"q": "x"})
+        self.assertEqual((s, b), (200, {"text": "nobody answered"}))
+        h.err.wait_for(r"fallback answer: no answer from the engine within 500 ms")
+
+    def test_failed_call_publishes_call_failed(self):
+        h = self.start()
+        tail = Tail(h, "in/hub/")
+        s, b = h.json_request("POST", "/hooks/in/fail", {"x": 1})
+        self.assertEqual(s, 200)
+        msg = tail.wait_message(lambda m: m.get("kind") == "call_failed")
+        self.assertEqual(msg["source"], "hub")
+        self.assertEqual(msg["data"]["rule"], "broken")
+        self.assertEqual(msg["data"]["operation"], "request")
+        self.assertIn("404", msg["data"]["error"])
+        self.assertEqual(len(self.api.requests), 1, "a 404 is not retried")
+
+    def test_reload_swaps_rules_and_failed_reload_keeps_them(self):
+        h = self.start()
+        path = os.path.join(h.dir, "rules", "main.yaml")
+        new = RULES.replace("hi {{body.name}}", "hello again {{body.name}}") % {"url": self.api.url}
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(new)
+        os.rename(tmp, path)  # an editor's atomic save
+        h.err.wait_for(r"rules: loaded rules=3", start=0)
+        wait_until(lambda: h.json_request("POST", "/hooks/ask", {"q": "hello", "name": "B"})[1]
+                   == {"text": "hello again B"}, 10, "the reloaded rule")
+        # a broken file: the error is logged with its position and the old rules stay
+        mark = len(h.err.lines)
+        with open(path, "w") as f:
+            f.write("rules:\n  - name: x\n    on: in/order\n    iff: {}\n")
+        h.err.wait_for(r"main\.yaml:4:5: unknown key 'iff'", start=mark)
+        h.err.wait_for(r"reload failed; keeping the rules that were running", start=mark)
+        self.assertEqual(h.json_request("POST", "/hooks/ask", {"q": "hello", "name": "C"})[1],
+                         {"text": "hello again C"})
+        # SIGHUP reloads too
+        with open(path, "w") as f:
+            f.write(RULES % {"url": self.api.url})
+        mark = len(h.err.lines)
+        h.proc.send_signal(signal.SIGHUP)
+        h.err.wait_for(r"rules: loaded rules=3", start=mark)
+        wait_until(lambda: h.json_request("POST", "/hooks/ask", {"q": "hello", "name": "D"})[1]
+                   == {"text": "hi D"}, 10, "the original rule back")
+
+
+if __name__ == "__main__":
+    unittest.main()
