@@ -210,7 +210,11 @@ static int parse_listen(wh_config *cfg, const char *s)
 static int positive(const json_t *obj, const char *key, long long max, const wh_doc *doc,
                     const char *pointer, json_t *errors, long long *out)
 {
-    json_int_t v = json_integer_value(json_object_get(obj, key));
+    const json_t *j = json_object_get(obj, key);
+    if (!json_is_integer(j)) {
+        return 1; /* its type was reported by the options check */
+    }
+    json_int_t v = json_integer_value(j);
     if (v < 1 || v > max) {
         char *p = wh_ptr_child_dup(pointer, key);
         wh_doc_value_error(doc, errors, p, "'%s' must be between 1 and %lld", key, max);
@@ -325,38 +329,36 @@ wh_config *wh_config_load(const char *path, json_t *errors)
         gw = json_object();
         json_object_set_new(root, "gateway", gw);
     }
-    if (wh_options_apply(gateway_options, NULL, gw, cfg->doc, "/gateway", errors) == 0) {
-        long long v;
-        if (!positive(gw, "max_body", 1LL << 30, cfg->doc, "/gateway", errors, &v)) {
-            cfg->gateway.max_body = (size_t)v;
-        } else {
-            problems++;
-        }
-        if (!positive(gw, "max_connections", 1000000, cfg->doc, "/gateway", errors, &v)) {
-            cfg->gateway.max_connections = (unsigned)v;
-        } else {
-            problems++;
-        }
-        if (!positive(gw, "max_waiting", 1000000, cfg->doc, "/gateway", errors, &v)) {
-            cfg->gateway.max_pending = (unsigned)v;
-        } else {
-            problems++;
-        }
-        if (!positive(gw, "threads", 64, cfg->doc, "/gateway", errors, &v)) {
-            cfg->gateway.threads = (unsigned)v;
-        } else {
-            problems++;
-        }
-        int64_t t = wh_parse_duration_ms(json_string_value(json_object_get(gw, "timeout")));
-        if (t < 1000 || t > 3600000) {
-            wh_doc_value_error(cfg->doc, errors, "/gateway/timeout",
-                               "'timeout' must be a duration from 1s to 1h (e.g. 10s)");
-            problems++;
-        } else {
-            cfg->gateway.timeout_s = (unsigned)(t / 1000);
-        }
+    problems += wh_options_apply(gateway_options, NULL, gw, cfg->doc, "/gateway", errors);
+    long long v;
+    if (!positive(gw, "max_body", 1LL << 30, cfg->doc, "/gateway", errors, &v)) {
+        cfg->gateway.max_body = (size_t)v;
     } else {
         problems++;
+    }
+    if (!positive(gw, "max_connections", 1000000, cfg->doc, "/gateway", errors, &v)) {
+        cfg->gateway.max_connections = (unsigned)v;
+    } else {
+        problems++;
+    }
+    if (!positive(gw, "max_waiting", 1000000, cfg->doc, "/gateway", errors, &v)) {
+        cfg->gateway.max_pending = (unsigned)v;
+    } else {
+        problems++;
+    }
+    if (!positive(gw, "threads", 64, cfg->doc, "/gateway", errors, &v)) {
+        cfg->gateway.threads = (unsigned)v;
+    } else {
+        problems++;
+    }
+    const json_t *timeout = json_object_get(gw, "timeout");
+    int64_t t = wh_parse_duration_ms(json_string_value(timeout));
+    if (json_is_string(timeout) && (t < 1000 || t > 3600000)) {
+        wh_doc_value_error(cfg->doc, errors, "/gateway/timeout",
+                           "'timeout' must be a duration from 1s to 1h (e.g. 10s)");
+        problems++;
+    } else if (json_is_string(timeout)) {
+        cfg->gateway.timeout_s = (unsigned)(t / 1000);
     }
     cfg->gateway.host = cfg->listen_host;
     cfg->gateway.port = cfg->listen_port;
