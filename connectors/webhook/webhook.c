@@ -28,6 +28,8 @@ typedef struct webhook {
     char *sig_header;
     char *sig_prefix;
     char *kind;
+    long wait_ms;     /* > 0: the caller waits for the rule's respond */
+    json_t *fallback; /* the answer when none comes in time */
 } webhook;
 
 static const wh_option k_options[] = {
@@ -40,6 +42,11 @@ static const wh_option k_options[] = {
      "text before the hex digest in the signature header (may be empty)"},
     {"kind", WH_OPT_STRING, "\"event\"", 0,
      "the event kind; a first path segment (/hooks/<instance>/<kind>) overrides it"},
+    {"wait_ms", WH_OPT_INT, "0", 0,
+     "when > 0, the caller waits up to this long for the matching rule's `respond` and gets "
+     "it as its JSON answer"},
+    {"fallback", WH_OPT_OBJECT, "{\"error\": \"no_answer\"}", 0,
+     "the JSON answer when `wait_ms` passes or no rule answers"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -214,6 +221,7 @@ static void webhook_destroy(void *state)
     if (!w) {
         return;
     }
+    json_decref(w->fallback);
     if (w->secret) {
         /* volatile so the wipe is not optimised away */
         volatile char *p = w->secret;
@@ -238,7 +246,7 @@ static int webhook_init(const wh_host *host, wh_instance *inst, const json_t *co
     w->inst = inst;
     for (const wh_option *o = k_options; o->name; o++) {
         const json_t *v = json_object_get(config, o->name);
-        if (v && !json_is_string(v)) {
+        if (o->type == WH_OPT_STRING && v && !json_is_string(v)) {
             host->log(inst, WH_LOG_ERROR, "config: `%s` must be a string", o->name);
             goto fail_config;
         }
@@ -271,6 +279,15 @@ static int webhook_init(const wh_host *host, wh_instance *inst, const json_t *co
     if (!valid_kind(w->kind, strlen(w->kind))) {
         host->log(inst, WH_LOG_ERROR, "config: `kind` must match [A-Za-z0-9_.-]{1,64}");
         goto fail_config;
+    }
+    w->wait_ms = (long)json_integer_value(json_object_get(config, "wait_ms"));
+    if (w->wait_ms < 0 || w->wait_ms > 60000) {
+        host->log(inst, WH_LOG_ERROR, "config: `wait_ms` must be between 0 and 60000");
+        goto fail_config;
+    }
+    w->fallback = json_deep_copy(json_object_get(config, "fallback"));
+    if (!w->fallback) {
+        w->fallback = json_pack("{s:s}", "error", "no_answer");
     }
     if (!w->secret) {
         host->log(inst, WH_LOG_WARN, "no `secret` configured: accepting unsigned requests");
@@ -482,6 +499,9 @@ static int webhook_webhook(void *state, const wh_request *req, wh_webhook *wh)
     if (rc != WH_OK) {
         json_decref(data);
         return rc < 0 ? rc : WH_ERR;
+    }
+    if (w->wait_ms > 0) {
+        return h->wait(wh, w->wait_ms, w->fallback);
     }
     return WH_OK;
 }
