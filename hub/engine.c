@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #define BUCKETS 4096
 
@@ -53,6 +54,8 @@ struct wh_engine {
     atomic_int stopping;
     run *waiting[BUCKETS]; /* runs waiting for a call outcome, by call id */
     uint64_t seq;
+    json_t *subscribed;  /* topic prefixes the SUB socket has now (engine thread) */
+    atomic_int resubscribe; /* set_rules asks the engine thread to update them */
 };
 
 static unsigned hash(const char *s)
@@ -280,13 +283,95 @@ static void on_done(wh_engine *e, const char *raw, size_t len)
     json_decref(msg);
 }
 
+/*
+ * The engine subscribes only to the sources its rules name ("in/<source>/",
+ * or "in/" when a rule says `*`), so ZeroMQ drops events no rule could match
+ * at the publisher, before they cost a hop. A waiting caller of an instance
+ * no rule names therefore gets its fallback at the deadline, not at once.
+ */
+static json_t *wanted_prefixes(wh_rules *rules)
+{
+    json_t *want = json_object();
+    json_object_set_new(want, "in/hub/", json_true()); /* hub/call_failed and friends */
+    for (size_t i = 0; rules && i < wh_rules_count(rules); i++) {
+        const wh_rule *rule = wh_rules_get(rules, i);
+        const char *on = wh_rule_on(rule);
+        const char *slash = on ? strchr(on, '/') : NULL;
+        if (!slash || !wh_rule_enabled(rule)) {
+            continue;
+        }
+        char prefix[128];
+        if (slash - on == 1 && on[0] == '*') {
+            snprintf(prefix, sizeof prefix, "in/");
+        } else {
+            snprintf(prefix, sizeof prefix, "in/%.*s/", (int)(slash - on), on);
+        }
+        json_object_set_new(want, prefix, json_true());
+    }
+    return want;
+}
+
+static void resubscribe(wh_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    json_t *want = wanted_prefixes(e->rules);
+    pthread_mutex_unlock(&e->lock);
+    void *sock = wh_sub_socket(e->sub);
+    const char *prefix;
+    json_t *v;
+    json_object_foreach(want, prefix, v)
+    {
+        if (!json_object_get(e->subscribed, prefix)) {
+            zmq_setsockopt(sock, ZMQ_SUBSCRIBE, prefix, strlen(prefix));
+        }
+    }
+    json_object_foreach(e->subscribed, prefix, v)
+    {
+        if (!json_object_get(want, prefix)) {
+            zmq_setsockopt(sock, ZMQ_UNSUBSCRIBE, prefix, strlen(prefix));
+        }
+    }
+    json_decref(e->subscribed);
+    e->subscribed = want;
+}
+
+static int any_rule(void *ud, const wh_rule *rule)
+{
+    (void)ud;
+    (void)rule;
+    return 1;
+}
+
+/*
+ * Most events on a busy hub meet no rule. The topic names the source and
+ * kind, so such an event is dropped without decoding its JSON — unless a
+ * caller waits for it (it then needs its "no rule matched" answer).
+ */
+static int worth_decoding(wh_engine *e, const char *topic, const char *raw, size_t len)
+{
+    char source[80];
+    const char *s = topic + 3, *slash = strchr(s, '/');
+    if (!slash || (size_t)(slash - s) >= sizeof source) {
+        return 1;
+    }
+    memcpy(source, s, (size_t)(slash - s));
+    source[slash - s] = '\0';
+    pthread_mutex_lock(&e->lock);
+    int any = e->rules && wh_rules_each_candidate(e->rules, source, slash + 1, any_rule, NULL);
+    pthread_mutex_unlock(&e->lock);
+    return any || memmem(raw, len, "\"reply_to\"", 10) != NULL;
+}
+
 static void *engine_main(void *arg)
 {
     wh_engine *e = arg;
     while (!atomic_load(&e->stopping)) {
+        if (atomic_exchange(&e->resubscribe, 0)) {
+            resubscribe(e);
+        }
         char *topic, *raw;
         size_t len;
-        int got = wh_sub_recv_raw(e->sub, 200, &topic, &raw, &len);
+        int got = wh_sub_recv_raw(e->sub, 50, &topic, &raw, &len);
         if (got < 0) {
             break;
         }
@@ -294,7 +379,9 @@ static void *engine_main(void *arg)
             continue;
         }
         if (strncmp(topic, "in/", 3) == 0) {
-            on_event(e, raw, len);
+            if (worth_decoding(e, topic, raw, len)) {
+                on_event(e, raw, len);
+            }
         } else if (strcmp(topic, e->done_topic) == 0) {
             on_done(e, raw, len);
         }
@@ -315,7 +402,23 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
     pthread_mutex_init(&e->lock, NULL);
     snprintf(e->node, sizeof e->node, "%s", node);
     snprintf(e->done_topic, sizeof e->done_topic, "done/%s/engine", node);
-    const char *prefixes[] = {"in/", e->done_topic, NULL};
+    e->subscribed = wanted_prefixes(rules);
+    size_t n = 0;
+    const char *prefixes[64 + 2];
+    const char *prefix;
+    json_t *v;
+    int all = json_object_get(e->subscribed, "in/") != NULL || json_object_size(e->subscribed) > 64;
+    if (all) {
+        /* too many sources to list: take everything under in/ */
+        json_decref(e->subscribed);
+        e->subscribed = json_pack("{s:b}", "in/", 1);
+    }
+    json_object_foreach(e->subscribed, prefix, v)
+    {
+        prefixes[n++] = prefix;
+    }
+    prefixes[n++] = e->done_topic;
+    prefixes[n] = NULL;
     e->pub = wh_pub_new(zctx, ends, 5000);
     e->sub = wh_sub_new(zctx, ends, prefixes, 5000);
     if (!e->pub || !e->sub) {
@@ -340,6 +443,7 @@ void wh_engine_set_rules(wh_engine *e, wh_rules *rules)
     wh_rules *old = e->rules;
     e->rules = rules;
     pthread_mutex_unlock(&e->lock);
+    atomic_store(&e->resubscribe, 1);
     wh_rules_unref(&old);
 }
 
@@ -368,6 +472,7 @@ void wh_engine_destroy(wh_engine **pe)
     }
     wh_sub_destroy(&e->sub);
     wh_pub_destroy(&e->pub);
+    json_decref(e->subscribed);
     if (e->started) {
         wh_rules_unref(&e->rules);
     }

@@ -48,6 +48,43 @@ json_t *wh_env_new(const char *source, const char *kind, json_t *data)
     return env;
 }
 
+char *wh_env_encode(const char *source, const char *kind, const json_t *data,
+                    const char *reply_to_prefix, char id_out[33], size_t *len)
+{
+    if (!wh_name_ok(source) || !wh_name_ok(kind) || wh_random_hex(16, id_out) != WH_OK) {
+        return NULL;
+    }
+    char ts[40];
+    wh_time_rfc3339(wh_now_ms(), ts, sizeof ts);
+    char *body = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!body) {
+        return NULL;
+    }
+    wh_buf out = {0};
+    /* names are [A-Za-z0-9_.-] and the prefix is ours: nothing here needs escaping */
+    int rc = wh_buf_printf(&out, "{\"id\":\"%s\",\"time\":\"%s\",\"source\":\"%s\",\"kind\":\"%s\",",
+                           id_out, ts, source, kind);
+    if (rc == WH_OK && reply_to_prefix) {
+        rc = wh_buf_printf(&out, "\"reply_to\":\"%s%s\",", reply_to_prefix, id_out);
+    }
+    if (rc == WH_OK) {
+        rc = wh_buf_puts(&out, "\"data\":");
+    }
+    if (rc == WH_OK) {
+        rc = wh_buf_puts(&out, body);
+    }
+    if (rc == WH_OK) {
+        rc = wh_buf_puts(&out, "}");
+    }
+    free(body);
+    if (rc != WH_OK) {
+        wh_buf_free(&out);
+        return NULL;
+    }
+    *len = out.len;
+    return out.data;
+}
+
 static int is_hex32(const char *s)
 {
     if (!s || strlen(s) != 32) {

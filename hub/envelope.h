@@ -17,6 +17,16 @@
  */
 json_t *wh_env_new(const char *source, const char *kind, json_t *data);
 
+/**
+ * The hot path's envelope: the same JSON text wh_env_new() + encoding would
+ * give, built without an intermediate object. With `reply_to_prefix`
+ * ("resp/<node>/"), the envelope gets "reply_to": prefix + its id. Writes the
+ * id to id_out. Returns a malloc'd NUL-terminated text (length in *len) or
+ * NULL (bad names, out of memory). Ownership: borrows data.
+ */
+char *wh_env_encode(const char *source, const char *kind, const json_t *data,
+                    const char *reply_to_prefix, char id_out[33], size_t *len);
+
 /** A name usable as a source or kind: 1–64 of [A-Za-z0-9_.-]. */
 int wh_name_ok(const char *s);
 

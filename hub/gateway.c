@@ -256,41 +256,41 @@ static void after_webhook(wh_request *r)
         r->state = ST_READY;
         return;
     }
-    json_t *ids = json_array();
+    /* ids of the events, as the default answer's JSON array text */
+    wh_buf ids = {0};
+    wh_buf_puts(&ids, "[");
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "resp/%s/", gw->node);
     size_t i;
     json_t *ev;
     json_array_foreach(wh->events, i, ev)
     {
         const char *kind = json_string_value(json_object_get(ev, "kind"));
-        json_t *data = json_object_get(ev, "data");
-        json_incref(data);
-        json_t *env = wh_env_new(r->inst->name, kind, data);
-        if (!env) {
-            json_decref(data);
+        const json_t *data = json_object_get(ev, "data");
+        int waits = i == 0 && wh->wait;
+        char id[33];
+        size_t len = 0;
+        char *text = wh_env_encode(r->inst->name, kind, data, waits ? prefix : NULL, id, &len);
+        char topic[WH_TOPIC_MAX];
+        if (!text || wh_topic_in(topic, sizeof topic, r->inst->name, kind) != 0) {
+            free(text);
             reply_error(&r->reply, 500, "internal", "cannot build the event");
             goto out;
         }
-        const char *id = json_string_value(json_object_get(env, "id"));
-        if (i == 0 && wh->wait) {
-            char reply_to[128];
+        if (waits) {
+            /* kept for respond(): the connector sees the envelope its caller produced */
             snprintf(r->reqid, sizeof r->reqid, "%s", id);
-            snprintf(reply_to, sizeof reply_to, "resp/%s/%s", gw->node, id);
-            json_object_set_new(env, "reply_to", json_string(reply_to));
+            r->event = json_loadb(text, len, 0, NULL);
         }
-        char topic[WH_TOPIC_MAX];
-        wh_topic_in(topic, sizeof topic, r->inst->name, kind);
-        if (wh_pub_send(gw->pub, topic, env) != 0) {
-            json_decref(env);
+        int sent = wh_pub_send_raw(gw->pub, topic, text, len);
+        free(text);
+        if (sent != 0) {
             reply_error(&r->reply, 503, "bus_unavailable", "cannot publish the event; retry");
             goto out;
         }
-        json_array_append_new(ids, json_string(id));
-        if (i == 0) {
-            r->event = env; /* kept for respond() */
-        } else {
-            json_decref(env);
-        }
+        wh_buf_printf(&ids, "%s\"%s\"", i ? "," : "", id);
     }
+    wh_buf_puts(&ids, "]");
     if (wh->wait) {
         if (json_array_size(wh->events) == 0) {
             build_answer(r, wh->fallback);
@@ -301,22 +301,21 @@ static void after_webhook(wh_request *r)
         r->next = gw->pending;
         gw->pending = r;
         gw->npending++;
-        json_decref(ids);
+        wh_buf_free(&ids);
         return;
     }
     if (wh->answered) {
         reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
                   wh->answer_body.len);
     } else {
-        json_t *ok = json_pack("{s:b, s:O}", "ok", 1, "events", ids);
-        char *text = ok ? json_dumps(ok, JSON_COMPACT) : NULL;
-        reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "{\"ok\":true}",
-                  text ? strlen(text) : 11);
-        free(text);
-        json_decref(ok);
+        wh_buf ok = {0};
+        wh_buf_printf(&ok, "{\"ok\":true,\"events\":%s}", ids.data ? ids.data : "[]");
+        reply_set(&r->reply, 200, CTYPE_JSON, ok.data ? ok.data : "{\"ok\":true}",
+                  ok.data ? ok.len : 11);
+        wh_buf_free(&ok);
     }
 out:
-    json_decref(ids);
+    wh_buf_free(&ids);
     r->state = ST_READY;
 }
 
@@ -660,17 +659,17 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
         goto fail;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (ai->ai_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
     gw->mhd = MHD_start_daemon(
-        flags, (uint16_t)opts->port, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->opts.timeout_s,
+        flags, (uint16_t)opts->port, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->opts.timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->opts.max_connections,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)gw->opts.threads, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(gw->opts.threads > 1 ? gw->opts.threads : 0), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!gw->mhd) {
         snprintf(err, errsize, "cannot listen on %s:%d (in use, or not allowed)", gw->host,

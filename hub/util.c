@@ -47,11 +47,16 @@ int64_t wh_mono_ms(void)
 
 void wh_time_rfc3339(int64_t ms, char *out, size_t size)
 {
+    /* every event and log line needs this; the calendar part changes once a second */
+    static __thread time_t cached_secs = -1;
+    static __thread char base[32];
     time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (secs != cached_secs) {
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_secs = secs;
+    }
     snprintf(out, size, "%s.%03dZ", base, (int)(ms % 1000));
 }
 
