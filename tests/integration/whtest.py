@@ -206,8 +206,21 @@ class HubTest(unittest.TestCase):
         self.hubs = []
 
     def tearDown(self):
+        # Every hub must stop cleanly on SIGTERM: exit status 0 and no sanitizer
+        # report (under ASan a leak or a memory error turns the exit status non-zero).
+        problems = []
         for h in self.hubs:
+            for t in h.tails:
+                if t.proc.returncode is None:
+                    t.stop()
+            if h.proc is not None:
+                rc = h.stop()
+                text = h.err.text()
+                if rc != 0 or "Sanitizer" in text or "runtime error:" in text:
+                    problems.append("hub exit status %s; log tail:\n%s" % (rc, text[-4000:]))
             h.cleanup()
+        if problems:
+            self.fail("\n".join(problems))
 
     def hub(self, config, files=None, env=None, start=True):
         h = Hub(config, files, env)
