@@ -155,6 +155,24 @@ class GatewayTest(HubTest):
         s, b = self.h.json_request("POST", "/hooks/open", b"<x/>", {"Content-Type": "application/xml"})
         self.assert_error(s, b, 415, "unsupported_media_type")
 
+    def test_slow_client_is_dropped_and_others_served(self):
+        h = self.hub(CONFIG.replace("connectors:", "gateway: { timeout: 1s }\nconnectors:"),
+                     env={"WH_TEST_SECRET": SECRET})
+        slow = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+        slow.sendall(b"POST /hooks/open HTTP/1.1\r\nHost: x\r\nContent-Ty")  # and then nothing
+        # others are served meanwhile
+        for _ in range(5):
+            self.assertTrue(h.healthy())
+        # the slow one is closed by the server once the timeout passes
+        slow.settimeout(10)
+        try:
+            data = slow.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        self.assertEqual(data, b"", "the server closes a connection that stalls")
+        slow.close()
+        self.assertTrue(h.healthy())
+
     def test_healthz_and_clean_stop(self):
         s, b = self.h.json_request("GET", "/healthz")
         self.assertEqual(s, 200)

@@ -1,0 +1,113 @@
+"""The rule tools through the real binary: check (every error with its
+position), send (live, onto a running hub's bus), send --dry-run (no hub),
+and render."""
+import json
+import os
+import unittest
+
+from whtest import Hub, HubTest, Tail
+
+CONFIG = """
+connectors:
+  team:
+    type: webhook
+  console:
+    type: console
+"""
+
+RULES = """
+rules:
+  - name: greet
+    on: team/hello
+    if: { who: { exists: true } }
+    do:
+      - call: console.say
+        with: { text: "hello {{who}}" }
+    respond: { text: "hi {{who}}" }
+  - name: other
+    on: team/hello
+    if: { who: Zed }
+    do:
+      - call: console.say
+        with: { text: "zed" }
+"""
+
+
+class CliTest(HubTest):
+    def test_check_reports_every_rule_error_with_positions(self):
+        h = Hub(CONFIG, files={"rules/a.yaml": RULES, "rules/b.yaml":
+                               "rules:\n  - name: greet\n    on: teem/hello\n"
+                               "    do:\n      - call: console.shout\n"
+                               "    if: { n: { greater: 3 } }\n"
+                               "    respond: { text: \"{{#x}}\" }\n"})
+        self.hubs.append(h)
+        r = h.cmd("check", "-c", h.config_path)
+        self.assertEqual(r.returncode, 2, r.stdout)
+        err = r.stderr.decode()
+        b = os.path.join(h.dir, "rules", "b.yaml")
+        self.assertIn(b + ":2:5: duplicate rule name 'greet' (first in", err)
+        self.assertIn(b + ":3:9: unknown instance 'teem'", err)
+        self.assertIn(b + ":5:15: unknown operation 'shout' for instance 'console'", err)
+        self.assertIn(b + ":6:16: unknown operator 'greater'", err)
+        self.assertIn(b + ":7:23: template: unclosed section 'x'", err)
+        # fixed, it passes
+        os.remove(b)
+        r = h.cmd("check", "-c", h.config_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"ok (2 connector instances, 2 rules in 1 file)", r.stdout)
+
+    def test_dry_run_needs_no_hub(self):
+        h = Hub(CONFIG, files={"rules/a.yaml": RULES, "ev.json": json.dumps({"who": "Ana"})})
+        self.hubs.append(h)
+        r = h.cmd("send", "-c", h.config_path, "--dry-run", "team", "hello", "ev.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertIn("rule greet (", out)
+        self.assertIn(": matched", out)
+        self.assertIn('call console.say {"text":"hello Ana"}', out)
+        self.assertIn('respond {"text":"hi Ana"}', out)
+        self.assertIn('rule other (', out)
+        self.assertIn('not matched: who: "Ana" is not equal to "Zed"', out)
+        r = h.cmd("send", "-c", h.config_path, "--dry-run", "nope", "hello", "ev.json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"no connector instance 'nope'", r.stderr)
+
+    def test_send_publishes_on_a_running_hub(self):
+        h = self.hub(CONFIG, files={"rules/a.yaml": RULES, "ev.json": json.dumps({"who": "Bo"})})
+        tail = Tail(h, "in/team/")
+        r = h.cmd("send", "-c", h.config_path, "team", "hello", "ev.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        event_id = r.stdout.decode().strip()
+        self.assertRegex(event_id, r"^[0-9a-f]{32}$")
+        msg = tail.wait_message(lambda m: m.get("id") == event_id)
+        self.assertEqual(msg["data"], {"who": "Bo"})
+        h.out.wait_for(r"^\[console\] hello Bo$")
+        # stdin works too
+        r = h.cmd("send", "-c", h.config_path, "team", "hello", "-", input=b'{"who": "Cy"}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        h.out.wait_for(r"^\[console\] hello Cy$")
+
+    def test_send_without_a_hub_fails_clearly(self):
+        h = Hub(CONFIG, files={"ev.json": "{}"})
+        self.hubs.append(h)
+        r = h.cmd("send", "-c", h.config_path, "team", "hello", "ev.json")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"cannot reach the hub's bus", r.stderr)
+        r = h.cmd("send", "-c", h.config_path, "team", "hello", "missing.json")
+        self.assertEqual(r.returncode, 2)
+
+    def test_render(self):
+        h = Hub("", files={"t.mustache": "<speak>{{name}} & {{#items}}{{.}},{{/items}}</speak>",
+                           "d.json": json.dumps({"name": "Q&A <today>", "items": [1, 2]}),
+                           "bad.mustache": "line1\n{{#open}}\n"})
+        self.hubs.append(h)
+        r = h.cmd("render", "--escape", "xml", "t.mustache", "d.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode(), "<speak>Q&amp;A &lt;today&gt; & 1,2,</speak>")
+        r = h.cmd("render", "bad.mustache", "d.json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"bad.mustache:2:1: unclosed section 'open'", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
