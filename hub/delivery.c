@@ -1,17 +1,23 @@
 /*
- * delivery.c — executes calls published on `out/<instance>`:
- *   {"call": ID, "instance": I, "op": O, "args": {…}, "key": K, "reply_to": TOPIC}
- * and publishes the outcome on reply_to:
- *   {"call": ID, "outcome": "ok"|"failed", "result": …, "error": …, "attempts": N}
- * Retries (connection errors, timeouts, 5xx, 429 — whatever the connector
- * reports as RETRY) wait with exponential backoff and jitter, or the
- * connector's Retry-After, on the delivery thread's timers: nothing spins.
- * It keeps no state beyond the calls in flight; durability is the store's.
+ * delivery.c — executes the outbox. A call arrives whole on `out/<instance>`
+ * (or from a scan of the outbox: at start, and every few seconds for calls a
+ * person re-queued with `wirehub outbox retry`). It starts at once unless its
+ * instance is at its concurrency cap, then waits in a FIFO.
+ *
+ * Each outcome is written to the outbox row first (attempts, state, result,
+ * last error, next attempt) and only after that commit is the engine told
+ * (`done/engine`) or the retry timer set, so a crash never loses an outcome
+ * the engine acted on. Retries (whatever the connector reports as RETRY)
+ * wait with exponential backoff and jitter, or the connector's Retry-After,
+ * on the delivery thread's timers: nothing spins. After `max_attempts`, or
+ * at once for a permanent failure, the call is dead: `in/hub/dead_letter`.
  */
 #include "delivery.h"
 #include "call.h"
+#include "envelope.h"
 #include "http_client.h"
 #include "log.h"
+#include "sqlbatch.h"
 #include "util.h"
 
 #include <openssl/rand.h>
@@ -20,47 +26,60 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct job {
+    struct job *next; /* the waiting FIFO */
+    struct wh_delivery *d;
+    wh_instance *inst;
+    json_t *call; /* {call, run, instance, op, args, key, attempts} */
+    int attempt;  /* the attempt running now (1-based) */
+    /* the outcome being recorded */
+    const char *state;
+    json_t *result;
+    char *error;
+    int64_t delay_ms;
+    json_t *sql;
+} job;
+
 struct wh_delivery {
     wh_delivery_opts opts;
     wh_instances *instances;
+    wh_store *store;
     wh_pub *pub;
     wh_sub *sub;
     pthread_t thread;
     int started;
     atomic_int stopping;
+    pthread_mutex_t lock;
+    json_t *inflight; /* call id → true: started and not yet finished */
+    json_t *busy;     /* instance → calls in flight */
+    job *queue, **queue_tail;
 };
 
-typedef struct job {
-    wh_delivery *d;
-    wh_instance *inst;
-    json_t *msg; /* the request as received */
-    int attempt;
-} job;
+static const char *job_id(const job *j)
+{
+    return json_string_value(json_object_get(j->call, "call"));
+}
 
 static void job_free(job *j)
 {
-    json_decref(j->msg);
+    json_decref(j->call);
+    json_decref(j->result);
+    json_decref(j->sql);
+    free(j->error);
     free(j);
 }
 
-static void publish_outcome(job *j, const char *outcome, const json_t *result, const char *error)
+static int cap_of(const wh_instance *inst)
 {
-    const char *reply_to = json_string_value(json_object_get(j->msg, "reply_to"));
-    if (!reply_to) {
-        return;
-    }
-    json_t *out = json_pack("{s:O, s:s, s:O, s:s?, s:i}", "call",
-                            json_object_get(j->msg, "call"), "outcome", outcome, "result",
-                            result ? result : json_null(), "error", error, "attempts",
-                            j->attempt);
-    if (!out || wh_pub_send(j->d->pub, reply_to, out) != 0) {
-        wh_error("delivery", "cannot publish the outcome of call %s",
-                 json_string_value(json_object_get(j->msg, "call")));
-    }
-    json_decref(out);
+    json_int_t c = json_integer_value(json_object_get(inst->config, "concurrency"));
+    return c > 0 ? (int)c : 16;
 }
 
-static void attempt(void *ud);
+static int max_attempts_of(const wh_instance *inst)
+{
+    json_int_t c = json_integer_value(json_object_get(inst->config, "max_attempts"));
+    return c > 0 ? (int)c : 8;
+}
 
 static int64_t backoff_ms(const wh_delivery_opts *o, int attempt_no)
 {
@@ -71,84 +90,246 @@ static int64_t backoff_ms(const wh_delivery_opts *o, int attempt_no)
     if (d > o->backoff_max_ms) {
         d = o->backoff_max_ms;
     }
-    /* full jitter on the upper half: spreads retries of a burst without starving any */
+    /* jitter over the upper half: spreads a burst's retries without starving any */
     unsigned r = 0;
     RAND_bytes((unsigned char *)&r, sizeof r);
     return d / 2 + (int64_t)(r % (uint64_t)(d / 2 + 1));
 }
 
-static void on_done(void *user, wh_outcome outcome, const json_t *result, long retry_after_ms,
-                    const char *error)
+static void attempt(void *ud);
+static void pump(struct wh_delivery *d);
+
+/* Mark finished and let a waiting call of the same instance go. Caller holds no lock. */
+static void release(struct wh_delivery *d, job *j)
 {
-    job *j = user;
-    const char *op = json_string_value(json_object_get(j->msg, "op"));
-    if (outcome == WH_CALL_OK) {
-        publish_outcome(j, "ok", result, NULL);
+    pthread_mutex_lock(&d->lock);
+    json_object_del(d->inflight, job_id(j));
+    const char *name = j->inst ? j->inst->name : NULL;
+    if (name) {
+        json_int_t n = json_integer_value(json_object_get(d->busy, name));
+        json_object_set_new(d->busy, name, json_integer(n > 0 ? n - 1 : 0));
+    }
+    pthread_mutex_unlock(&d->lock);
+    pump(d);
+}
+
+static void publish_outcome(struct wh_delivery *d, job *j)
+{
+    json_t *msg = json_pack("{s:O, s:O, s:s, s:O?, s:s?, s:i}", "call",
+                            json_object_get(j->call, "call"), "run",
+                            json_object_get(j->call, "run"), "outcome",
+                            strcmp(j->state, "done") == 0 ? "ok" : "failed", "result", j->result,
+                            "error", j->error, "attempts", j->attempt);
+    if (!msg || wh_pub_send(d->pub, "done/engine", msg) != 0) {
+        wh_error("delivery", "cannot tell the engine about call %s (it learns at restart)",
+                 job_id(j));
+    }
+    json_decref(msg);
+    if (strcmp(j->state, "dead") == 0) {
+        json_t *data = json_pack("{s:O, s:O, s:O, s:O, s:i, s:s?}", "call",
+                                 json_object_get(j->call, "call"), "run",
+                                 json_object_get(j->call, "run"), "instance",
+                                 json_object_get(j->call, "instance"), "operation",
+                                 json_object_get(j->call, "op"), "attempts", j->attempt, "error",
+                                 j->error);
+        json_t *env = data ? wh_env_new("hub", "dead_letter", data) : NULL;
+        if (env) {
+            wh_pub_send(d->pub, "in/hub/dead_letter", env);
+        } else {
+            json_decref(data);
+        }
+        json_decref(env);
+    }
+}
+
+/* The outcome is durable: now act on it. Runs on the store's writer thread. */
+static void recorded(void *ud, int rc)
+{
+    job *j = ud;
+    struct wh_delivery *d = j->d;
+    if (rc != WH_OK) {
+        /* the row still says pending: the next scan (or start) runs the call again */
+        wh_error("delivery", "cannot record the outcome of %s: %s", job_id(j), wh_strerror(rc));
+        release(d, j);
         job_free(j);
         return;
     }
-    if (outcome == WH_CALL_RETRY && j->attempt < j->d->opts.max_attempts &&
-        !atomic_load(&j->d->stopping)) {
-        int64_t delay = retry_after_ms > 0 ? retry_after_ms : backoff_ms(&j->d->opts, j->attempt);
-        wh_info(j->inst->name, "%s attempt %d failed, retrying in %lld ms: %s", op, j->attempt,
-                (long long)delay, error ? error : "transient error");
+    if (strcmp(j->state, "pending") == 0) {
+        json_decref(j->sql);
+        j->sql = NULL;
+        json_decref(j->result);
+        j->result = NULL;
+        free(j->error);
+        j->error = NULL;
         j->attempt++;
-        if (wh_http_post(j->inst->svc->http, delay, attempt, j) == WH_OK) {
-            return;
+        if (!atomic_load(&d->stopping) &&
+            wh_http_post(j->inst->svc->http, j->delay_ms, attempt, j) == WH_OK) {
+            return; /* still in flight: the retry timer owns it */
         }
+        release(d, j); /* stopping: the row stays pending for the next start */
+        job_free(j);
+        return;
     }
-    wh_warn(j->inst->name, "%s failed after %d attempt%s: %s", op, j->attempt,
-            j->attempt == 1 ? "" : "s", error ? error : "failed");
-    publish_outcome(j, "failed", result, error ? error : "failed");
+    publish_outcome(d, j);
+    release(d, j);
     job_free(j);
+}
+
+static int record(sqlite3 *db, void *ud)
+{
+    return wh_sqlbatch_exec(db, ((job *)ud)->sql);
+}
+
+static void on_outcome(void *user, wh_outcome outcome, const json_t *result, long retry_after_ms,
+                       const char *error)
+{
+    job *j = user;
+    struct wh_delivery *d = j->d;
+    const char *op = json_string_value(json_object_get(j->call, "op"));
+    int64_t now = wh_now_ms();
+    if (outcome == WH_CALL_RETRY && atomic_load(&d->stopping)) {
+        /* cut short by our own shutdown: not the API's fault, not an attempt */
+        release(d, j);
+        job_free(j);
+        return;
+    }
+    j->result = result ? json_incref((json_t *)result) : NULL;
+    j->error = error ? strdup(error) : NULL;
+    if (outcome == WH_CALL_OK) {
+        j->state = "done";
+    } else if (outcome == WH_CALL_RETRY && j->attempt < max_attempts_of(j->inst)) {
+        j->state = "pending";
+        j->delay_ms = retry_after_ms > 0 ? retry_after_ms : backoff_ms(&d->opts, j->attempt);
+        wh_info(j->inst->name, "%s attempt %d failed, next in %lld ms: %s", op, j->attempt,
+                (long long)j->delay_ms, error ? error : "transient error");
+    } else {
+        j->state = "dead";
+        wh_warn(j->inst->name, "%s is a dead letter after %d attempt%s: %s call=%s", op,
+                j->attempt, j->attempt == 1 ? "" : "s", error ? error : "failed", job_id(j));
+    }
+    j->sql = json_array();
+    wh_sqlbatch_add(j->sql,
+                    "UPDATE outbox SET state = ?1, attempts = ?2, next_at_ms = ?3, last_error = "
+                    "?4, result = ?5, updated_ms = ?6 WHERE id = ?7",
+                    json_pack("[s, i, I, s?, O?, I, s]", j->state, j->attempt,
+                              (json_int_t)(now + j->delay_ms), j->error, j->result,
+                              (json_int_t)now, job_id(j)));
+    if (wh_store_write(d->store, record, recorded, j) != WH_OK) {
+        recorded(j, WH_ERR_BUSY);
+    }
 }
 
 static void attempt(void *ud)
 {
     job *j = ud;
-    int rc = wh_call_run(j->inst, json_string_value(json_object_get(j->msg, "op")),
-                         json_object_get(j->msg, "args"),
-                         json_string_value(json_object_get(j->msg, "key")), NULL, j->attempt,
-                         on_done, j);
+    int rc = wh_call_run(j->inst, json_string_value(json_object_get(j->call, "op")),
+                         json_object_get(j->call, "args"),
+                         json_string_value(json_object_get(j->call, "key")), NULL, j->attempt,
+                         on_outcome, j);
     if (rc != WH_OK) {
-        publish_outcome(j, "failed", NULL, wh_strerror(rc));
-        job_free(j);
+        on_outcome(j, WH_CALL_FAIL, NULL, 0,
+                   rc == WH_ERR_NOT_FOUND ? "no such operation" : wh_strerror(rc));
     }
 }
 
-static void take(wh_delivery *d, const char *raw, size_t len)
+/* Start what the caps allow from the FIFO. */
+static void pump(struct wh_delivery *d)
 {
-    json_t *msg = json_loadb(raw, len, 0, NULL);
-    const char *iname = json_string_value(json_object_get(msg, "instance"));
-    const char *op = json_string_value(json_object_get(msg, "op"));
+    pthread_mutex_lock(&d->lock);
+    job **pp = &d->queue;
+    while (*pp) {
+        job *j = *pp;
+        json_int_t n = json_integer_value(json_object_get(d->busy, j->inst->name));
+        if (n >= cap_of(j->inst) || atomic_load(&d->stopping)) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        if (d->queue_tail == &j->next) {
+            d->queue_tail = pp;
+        }
+        j->next = NULL;
+        json_object_set_new(d->busy, j->inst->name, json_integer(n + 1));
+        if (wh_http_post(j->inst->svc->http, 0, attempt, j) != WH_OK) {
+            json_object_set_new(d->busy, j->inst->name, json_integer(n));
+            json_object_del(d->inflight, job_id(j));
+            job_free(j);
+        }
+    }
+    if (!d->queue) {
+        d->queue_tail = &d->queue;
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* A call to run (from the bus or a scan). Ownership: takes call. */
+static void take(struct wh_delivery *d, json_t *call)
+{
+    const char *id = json_string_value(json_object_get(call, "call"));
+    const char *iname = json_string_value(json_object_get(call, "instance"));
     wh_instance *inst = iname ? wh_instances_get(d->instances, iname) : NULL;
+    if (!id || !inst || !json_is_string(json_object_get(call, "op"))) {
+        wh_warn("delivery", "dropped a malformed call (instance=%s)", iname ? iname : "?");
+        json_decref(call);
+        return;
+    }
+    pthread_mutex_lock(&d->lock);
+    if (json_object_get(d->inflight, id)) {
+        pthread_mutex_unlock(&d->lock);
+        json_decref(call);
+        return;
+    }
+    json_object_set_new(d->inflight, id, json_true());
     job *j = calloc(1, sizeof *j);
     if (!j) {
-        json_decref(msg);
+        json_object_del(d->inflight, id);
+        pthread_mutex_unlock(&d->lock);
+        json_decref(call);
         return;
     }
     j->d = d;
     j->inst = inst;
-    j->msg = msg;
-    j->attempt = 1;
-    if (!msg || !inst || !op || !json_is_string(json_object_get(msg, "call"))) {
-        wh_warn("delivery", "dropped a malformed call request (instance=%s op=%s)",
-                iname ? iname : "?", op ? op : "?");
-        if (msg && json_is_string(json_object_get(msg, "call"))) {
-            publish_outcome(j, "failed", NULL, "no such instance or operation");
-        }
-        job_free(j);
+    j->call = call;
+    j->attempt = (int)json_integer_value(json_object_get(call, "attempts")) + 1;
+    *d->queue_tail = j;
+    d->queue_tail = &j->next;
+    pthread_mutex_unlock(&d->lock);
+    pump(d);
+}
+
+static int read_due(sqlite3 *db, void *ud)
+{
+    json_t **rows = ud;
+    return wh_sql_query(db,
+                        "SELECT id AS call, run_id AS run, instance, op, args, key, attempts FROM "
+                        "outbox WHERE state = 'pending' AND next_at_ms <= ?1 ORDER BY next_at_ms "
+                        "LIMIT 1000",
+                        json_pack("[I]", (json_int_t)wh_now_ms()), rows);
+}
+
+static void scan(struct wh_delivery *d)
+{
+    json_t *rows = NULL;
+    if (wh_store_read(d->store, read_due, &rows) != WH_OK) {
         return;
     }
-    if (wh_http_post(inst->svc->http, 0, attempt, j) != WH_OK) {
-        publish_outcome(j, "failed", NULL, "wirehub is stopping");
-        job_free(j);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *args = json_loads(json_string_value(json_object_get(row, "args")),
+                                  JSON_DECODE_ANY, NULL);
+        json_object_set_new(row, "args", args ? args : json_object());
+        take(d, json_incref(row));
     }
+    json_decref(rows);
 }
 
 static void *delivery_main(void *arg)
 {
-    wh_delivery *d = arg;
+    struct wh_delivery *d = arg;
+    scan(d); /* calls left pending by the last run */
+    int64_t last_scan = wh_mono_ms();
     while (!atomic_load(&d->stopping)) {
         char *topic, *raw;
         size_t len;
@@ -157,18 +338,26 @@ static void *delivery_main(void *arg)
             break;
         }
         if (got == 1) {
-            take(d, raw, len);
+            json_t *call = json_loadb(raw, len, 0, NULL);
+            if (call) {
+                take(d, call);
+            }
             free(topic);
             free(raw);
+        }
+        if (wh_mono_ms() - last_scan >= d->opts.rescan_ms) {
+            scan(d);
+            last_scan = wh_mono_ms();
         }
     }
     return NULL;
 }
 
-wh_delivery *wh_delivery_new(const wh_delivery_opts *opts, wh_instances *instances, void *zctx,
-                             const wh_bus_ends *ends, char *err, size_t errsize)
+wh_delivery *wh_delivery_new(const wh_delivery_opts *opts, wh_instances *instances,
+                             wh_store *store, void *zctx, const wh_bus_ends *ends, char *err,
+                             size_t errsize)
 {
-    wh_delivery *d = calloc(1, sizeof *d);
+    struct wh_delivery *d = calloc(1, sizeof *d);
     if (!d) {
         snprintf(err, errsize, "out of memory");
         return NULL;
@@ -176,16 +365,21 @@ wh_delivery *wh_delivery_new(const wh_delivery_opts *opts, wh_instances *instanc
     if (opts) {
         d->opts = *opts;
     }
-    if (d->opts.max_attempts <= 0) {
-        d->opts.max_attempts = 8;
-    }
     if (d->opts.backoff_base_ms <= 0) {
         d->opts.backoff_base_ms = 500;
     }
     if (d->opts.backoff_max_ms <= 0) {
         d->opts.backoff_max_ms = 300000;
     }
+    if (d->opts.rescan_ms <= 0) {
+        d->opts.rescan_ms = 2000;
+    }
     d->instances = instances;
+    d->store = store;
+    pthread_mutex_init(&d->lock, NULL);
+    d->inflight = json_object();
+    d->busy = json_object();
+    d->queue_tail = &d->queue;
     const char *prefixes[] = {"out/", NULL};
     d->pub = wh_pub_new(zctx, ends, 5000);
     d->sub = wh_sub_new(zctx, ends, prefixes, 5000);
@@ -219,12 +413,21 @@ void wh_delivery_stop(wh_delivery *d)
 
 void wh_delivery_destroy(wh_delivery **pd)
 {
-    wh_delivery *d = pd ? *pd : NULL;
+    struct wh_delivery *d = pd ? *pd : NULL;
     if (!d) {
         return;
     }
     wh_delivery_stop(d);
+    /* calls still queued behind a cap never started: they stay pending in the outbox */
+    while (d->queue) {
+        job *j = d->queue;
+        d->queue = j->next;
+        job_free(j);
+    }
     wh_pub_destroy(&d->pub);
+    json_decref(d->inflight);
+    json_decref(d->busy);
+    pthread_mutex_destroy(&d->lock);
     free(d);
     *pd = NULL;
 }

@@ -1,18 +1,26 @@
 /*
- * engine.c — events in, runs out. One thread owns every run, so runs need
- * no locks; only the current rule set is shared (with reload) under a mutex.
+ * engine.c — events in, durable runs out. One thread owns every run in
+ * memory; the store owns the truth.
+ *
+ * The engine works in passes: it drains what the bus has (events and call
+ * outcomes, up to a batch), advances runs in memory, and writes everything
+ * the pass decided — new runs, their steps, outbox rows for calls, events
+ * marked done — in ONE store transaction. Only after that commit does it
+ * publish: call wake-ups for delivery, answers for waiting callers, failure
+ * events. So a caller hears "I told the team" only once the calls are in the
+ * outbox, and a crash at any moment leaves either the event still `new`
+ * (processed again at start) or the whole pass committed.
  *
  * A run is one firing of a rule: its steps execute in order. A `call` step
- * publishes the call and waits for its outcome (bound under `as:`); a
- * `respond` step answers a waiting caller; the rule's own `respond` is sent
- * as soon as the run has started, without waiting for calls to finish,
- * because assistants must hear back inside seconds. A caller whose event
- * started no run that answers hears "no response" at once and gets its
- * connector's fallback instead of waiting for the deadline.
+ * puts the call in the outbox and waits for its outcome (bound under `as:`);
+ * a `respond` step answers a waiting caller; the rule's own `respond` is sent
+ * with the pass that started the run. A caller whose event started no run
+ * that answers hears "no response" at once and gets its connector's fallback.
  */
 #include "engine.h"
 #include "envelope.h"
 #include "log.h"
+#include "sqlbatch.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -22,6 +30,7 @@
 #include <zmq.h>
 
 #define BUCKETS 4096
+#define PASS_MAX 256
 
 /* Shared by the runs of one event that a caller waits for. */
 typedef struct waiter {
@@ -33,29 +42,36 @@ typedef struct waiter {
 
 typedef struct run {
     struct run *next;
-    char call_id[48];
+    char id[64];       /* "<event id>.<n>": stable, so keys survive restarts */
+    char call_id[80];  /* the outbox row it waits for: "<run id>.<step>" */
     wh_rules *rules;
     const wh_rule *rule;
     json_t *ctx;
     size_t step;
     waiter *w;
-    char key_base[96];
 } run;
+
+/* What one pass decided: SQL to commit, then messages to publish. */
+typedef struct pass {
+    json_t *sql;     /* sqlbatch */
+    json_t *effects; /* [[topic, message]] */
+    int64_t now;
+} pass;
 
 struct wh_engine {
     wh_pub *pub;
     wh_sub *sub;
+    wh_store *store;
     char node[64];
-    char done_topic[128];
     pthread_mutex_t lock;
     wh_rules *rules;
     pthread_t thread;
     int started;
     atomic_int stopping;
-    run *waiting[BUCKETS]; /* runs waiting for a call outcome, by call id */
-    uint64_t seq;
-    json_t *subscribed;  /* topic prefixes the SUB socket has now (engine thread) */
-    atomic_int resubscribe; /* set_rules asks the engine thread to update them */
+    run *waiting[BUCKETS]; /* runs waiting for a call outcome, by outbox id */
+    json_t *subscribed;    /* topic prefixes the SUB socket has now (engine thread) */
+    atomic_int resubscribe;
+    int64_t last_cleanup;
 };
 
 static unsigned hash(const char *s)
@@ -67,66 +83,75 @@ static unsigned hash(const char *s)
     return h % BUCKETS;
 }
 
-static void waiter_release(wh_engine *e, waiter *w)
+static void effect(pass *p, const char *topic, json_t *msg)
+{
+    if (msg) {
+        json_array_append_new(p->effects, json_pack("[s, o]", topic, msg));
+    }
+}
+
+static void waiter_release(pass *p, waiter *w)
 {
     if (!w || --w->refs > 0) {
         return;
     }
     if (!w->responded) {
         /* nothing answered: let the gateway send the fallback now */
-        json_t *msg = json_pack("{s:s, s:n, s:s}", "id", w->event_id, "response", "reason",
-                                "no rule answered this event");
-        if (msg) {
-            wh_pub_send(e->pub, w->reply_to, msg);
-        }
-        json_decref(msg);
+        effect(p, w->reply_to,
+               json_pack("{s:s, s:n, s:s}", "id", w->event_id, "response", "reason",
+                         "no rule answered this event"));
     }
     free(w->reply_to);
     free(w);
 }
 
-static void respond(wh_engine *e, waiter *w, json_t *response)
+static void respond(pass *p, waiter *w, json_t *response)
 {
     if (!w || w->responded || !response) {
         json_decref(response);
         return;
     }
-    json_t *msg = json_pack("{s:s, s:o}", "id", w->event_id, "response", response);
-    if (msg && wh_pub_send(e->pub, w->reply_to, msg) == 0) {
-        w->responded = 1;
-    }
-    json_decref(msg);
+    effect(p, w->reply_to, json_pack("{s:s, s:o}", "id", w->event_id, "response", response));
+    w->responded = 1;
 }
 
-static void run_free(wh_engine *e, run *r)
+static void run_free(pass *p, run *r)
 {
-    waiter_release(e, r->w);
+    waiter_release(p, r->w);
     json_decref(r->ctx);
     wh_rules_unref(&r->rules);
     free(r);
 }
 
-static void run_failed(wh_engine *e, run *r, const wh_step *s, const char *error)
+static void save_run(pass *p, run *r, const char *state, const char *error)
+{
+    wh_sqlbatch_add(p->sql,
+                    "UPDATE runs SET step = ?1, ctx = ?2, state = ?3, error = ?4, updated_ms = ?5 "
+                    "WHERE id = ?6",
+                    json_pack("[I, O, s, s?, I, s]", (json_int_t)r->step, r->ctx, state, error,
+                              (json_int_t)p->now, r->id));
+}
+
+static void run_failed(pass *p, run *r, const char *instance, const char *op, const char *error)
 {
     wh_warn("engine", "rule %s failed at step %zu (%s.%s): %s", wh_rule_name(r->rule),
-            r->step + 1, wh_step_instance(s), wh_step_op(s), error ? error : "failed");
-    json_t *data = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:O?}", "rule", wh_rule_name(r->rule),
-                             "file", wh_rule_file(r->rule), "step", (json_int_t)(r->step + 1),
-                             "instance", wh_step_instance(s), "operation", wh_step_op(s), "error",
-                             error ? error : "failed", "event",
+            r->step + 1, instance, op, error ? error : "failed");
+    save_run(p, r, "failed", error ? error : "failed");
+    json_t *data = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:O?}", "rule",
+                             wh_rule_name(r->rule), "file", wh_rule_file(r->rule), "run", r->id,
+                             "step", (json_int_t)(r->step + 1), "instance", instance, "operation",
+                             op, "error", error ? error : "failed", "event",
                              json_object_get(r->ctx, "event"));
     json_t *env = data ? wh_env_new("hub", "call_failed", data) : NULL;
-    if (env) {
-        wh_pub_send(e->pub, "in/hub/call_failed", env);
-        json_decref(env);
-    } else {
+    if (!env) {
         json_decref(data);
     }
-    run_free(e, r);
+    effect(p, "in/hub/call_failed", env);
+    run_free(p, r);
 }
 
 /* Execute steps until the run waits for a call or ends. */
-static void advance(wh_engine *e, run *r)
+static void advance(wh_engine *e, pass *p, run *r)
 {
     size_t n = wh_rule_nsteps(r->rule);
     while (r->step < n) {
@@ -134,28 +159,32 @@ static void advance(wh_engine *e, run *r)
         switch (wh_step_kind_of(s)) {
         case WH_STEP_CALL: {
             json_t *args = wh_step_render_with(s, r->ctx);
-            snprintf(r->call_id, sizeof r->call_id, "%016llx",
-                     (unsigned long long)++e->seq);
-            char key[160], topic[WH_TOPIC_MAX];
-            snprintf(key, sizeof key, "%s/%zu", r->key_base, r->step + 1);
-            snprintf(topic, sizeof topic, "out/%s", wh_step_instance(s));
-            json_t *msg = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "call", r->call_id,
-                                    "instance", wh_step_instance(s), "op", wh_step_op(s), "args",
-                                    args ? args : json_object(), "key", key, "reply_to",
-                                    e->done_topic);
-            if (!msg || wh_pub_send(e->pub, topic, msg) != 0) {
-                json_decref(msg);
-                run_failed(e, r, s, "cannot publish the call");
-                return;
+            if (!args) {
+                args = json_object();
             }
-            json_decref(msg);
+            snprintf(r->call_id, sizeof r->call_id, "%s.%zu", r->id, r->step + 1);
+            wh_sqlbatch_add(p->sql,
+                            "INSERT OR IGNORE INTO outbox (id, run_id, step, instance, op, args, "
+                            "key, state, attempts, next_at_ms, created_ms, updated_ms) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?1, 'pending', 0, ?7, ?7, ?7)",
+                            json_pack("[s, s, I, s, s, O, I]", r->call_id, r->id,
+                                      (json_int_t)(r->step + 1), wh_step_instance(s),
+                                      wh_step_op(s), args, (json_int_t)p->now));
+            save_run(p, r, "waiting", NULL);
+            /* the whole call rides along, so delivery starts it without a read */
+            char topic[WH_TOPIC_MAX];
+            snprintf(topic, sizeof topic, "out/%s", wh_step_instance(s));
+            effect(p, topic,
+                   json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:i}", "call", r->call_id, "run",
+                             r->id, "instance", wh_step_instance(s), "op", wh_step_op(s), "args",
+                             args, "key", r->call_id, "attempts", 0));
             unsigned b = hash(r->call_id);
             r->next = e->waiting[b];
             e->waiting[b] = r;
             return;
         }
         case WH_STEP_RESPOND:
-            respond(e, r->w, wh_step_render_respond(s, r->ctx));
+            respond(p, r->w, wh_step_render_respond(s, r->ctx));
             break;
         case WH_STEP_AWAIT:
         case WH_STEP_STOP_AWAIT:
@@ -165,11 +194,13 @@ static void advance(wh_engine *e, run *r)
         }
         r->step++;
     }
-    run_free(e, r);
+    save_run(p, r, "done", NULL);
+    run_free(p, r);
 }
 
 typedef struct match_ctx {
     wh_engine *e;
+    pass *p;
     wh_rules *rules;
     const json_t *env;
     json_t *ctx;
@@ -184,8 +215,6 @@ static int on_candidate(void *ud, const wh_rule *rule)
         return 0;
     }
     m->matched++;
-    wh_debug("engine", "rule %s matched event %s", wh_rule_name(rule),
-             json_string_value(json_object_get(m->env, "id")));
     run *r = calloc(1, sizeof *r);
     if (!r) {
         return 1;
@@ -193,30 +222,38 @@ static int on_candidate(void *ud, const wh_rule *rule)
     r->rules = wh_rules_ref(m->rules);
     r->rule = rule;
     r->ctx = json_copy(m->ctx); /* results bound by as: stay in this run */
-    snprintf(r->key_base, sizeof r->key_base, "%s/%d",
-             json_string_value(json_object_get(m->env, "id")), m->matched);
+    snprintf(r->id, sizeof r->id, "%s.%d", json_string_value(json_object_get(m->env, "id")),
+             m->matched);
+    wh_debug("engine", "rule %s matched run=%s", wh_rule_name(rule), r->id);
+    wh_sqlbatch_add(m->p->sql,
+                    "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, state, "
+                    "created_ms, updated_ms) VALUES (?1, ?2, ?3, 0, ?4, ?5, 'running', ?6, ?6)",
+                    json_pack("[s, s, s, O, s?, I]", r->id,
+                              json_string_value(json_object_get(m->env, "id")),
+                              wh_rule_name(rule), r->ctx,
+                              json_string_value(json_object_get(m->env, "reply_to")),
+                              (json_int_t)m->p->now));
     if (m->w) {
         m->w->refs++;
         r->w = m->w;
-        respond(m->e, m->w, wh_rule_render_respond(rule, m->ctx));
+        respond(m->p, m->w, wh_rule_render_respond(rule, m->ctx));
     }
-    advance(m->e, r);
+    advance(m->e, m->p, r);
     return wh_rule_stop(rule);
 }
 
-static void on_event(wh_engine *e, const char *raw, size_t len)
+static wh_rules *current_rules(wh_engine *e)
 {
-    char err[200];
-    json_t *env = wh_env_decode(raw, len, err, sizeof err);
-    if (!env) {
-        wh_warn("engine", "dropped a malformed event: %s", err);
-        return;
-    }
     pthread_mutex_lock(&e->lock);
     wh_rules *rules = e->rules ? wh_rules_ref(e->rules) : NULL;
     pthread_mutex_unlock(&e->lock);
+    return rules;
+}
 
-    match_ctx m = {e, rules, env, wh_rules_context(env), NULL, 0};
+static void on_event(wh_engine *e, pass *p, json_t *env)
+{
+    wh_rules *rules = current_rules(e);
+    match_ctx m = {e, p, rules, env, wh_rules_context(env), NULL, 0};
     const char *reply_to = json_string_value(json_object_get(env, "reply_to"));
     if (reply_to) {
         m.w = calloc(1, sizeof *m.w);
@@ -232,26 +269,81 @@ static void on_event(wh_engine *e, const char *raw, size_t len)
                                 json_string_value(json_object_get(env, "kind")), on_candidate, &m);
     }
     if (m.w && !m.w->responded && m.matched == 0) {
-        json_t *msg = json_pack("{s:s, s:n, s:s}", "id", m.w->event_id, "response", "reason",
-                                "no rule matched");
-        if (msg) {
-            wh_pub_send(e->pub, m.w->reply_to, msg);
-            m.w->responded = 1;
-        }
-        json_decref(msg);
+        effect(p, m.w->reply_to,
+               json_pack("{s:s, s:n, s:s}", "id", m.w->event_id, "response", "reason",
+                         "no rule matched"));
+        m.w->responded = 1;
     }
-    waiter_release(e, m.w);
+    wh_sqlbatch_add(p->sql, "UPDATE events SET state = 'done' WHERE id = ?1",
+                    json_pack("[s]", json_string_value(json_object_get(env, "id"))));
+    waiter_release(p, m.w);
     json_decref(m.ctx);
     wh_rules_unref(&rules);
-    json_decref(env);
 }
 
-static void on_done(wh_engine *e, const char *raw, size_t len)
+static int read_rows(sqlite3 *db, void *ud)
 {
-    json_t *msg = json_loadb(raw, len, 0, NULL);
+    json_t **q = ud; /* [sql, params] in, rows out */
+    json_t *rows = NULL;
+    int rc = wh_sql_query(db, json_string_value(json_array_get(*q, 0)),
+                          json_incref(json_array_get(*q, 1)), &rows);
+    json_decref(*q);
+    *q = rows;
+    return rc;
+}
+
+/* Rows of a query on the store (a new reference, or NULL). Ownership: takes params. */
+static json_t *query(wh_engine *e, const char *sql, json_t *params)
+{
+    json_t *q = json_pack("[s, o]", sql, params ? params : json_array());
+    if (wh_store_read(e->store, read_rows, &q) != WH_OK) {
+        json_decref(q);
+        return NULL;
+    }
+    return q;
+}
+
+/* A run not in memory (after a restart, or a dead call retried by hand). */
+static run *load_run(wh_engine *e, const char *run_id)
+{
+    json_t *rows = query(e,
+                         "SELECT r.id, r.rule, r.step, r.ctx FROM runs r WHERE r.id = ?1 AND "
+                         "r.state = 'waiting'",
+                         json_pack("[s]", run_id));
+    json_t *row = json_array_get(rows, 0);
+    run *r = NULL;
+    wh_rules *rules = current_rules(e);
+    const wh_rule *rule = NULL;
+    const char *name = json_string_value(json_object_get(row, "rule"));
+    for (size_t i = 0; rules && name && i < wh_rules_count(rules); i++) {
+        if (strcmp(wh_rule_name(wh_rules_get(rules, i)), name) == 0) {
+            rule = wh_rules_get(rules, i);
+        }
+    }
+    json_t *ctx = row ? json_loads(json_string_value(json_object_get(row, "ctx")), 0, NULL) : NULL;
+    if (rule && ctx && (r = calloc(1, sizeof *r))) {
+        snprintf(r->id, sizeof r->id, "%s", run_id);
+        r->rules = wh_rules_ref(rules);
+        r->rule = rule;
+        r->ctx = ctx;
+        ctx = NULL;
+        r->step = (size_t)json_integer_value(json_object_get(row, "step"));
+        snprintf(r->call_id, sizeof r->call_id, "%s.%zu", r->id, r->step + 1);
+    } else if (row) {
+        wh_warn("engine", "run %s cannot resume: rule '%s' is no longer loaded", run_id,
+                name ? name : "?");
+    }
+    json_decref(ctx);
+    wh_rules_unref(&rules);
+    json_decref(rows);
+    return r;
+}
+
+static void on_done(wh_engine *e, pass *p, const json_t *msg)
+{
     const char *id = json_string_value(json_object_get(msg, "call"));
+    const char *run_id = json_string_value(json_object_get(msg, "run"));
     if (!id) {
-        json_decref(msg);
         return;
     }
     unsigned b = hash(id);
@@ -260,17 +352,20 @@ static void on_done(wh_engine *e, const char *raw, size_t len)
         pp = &(*pp)->next;
     }
     run *r = *pp;
-    if (!r) {
-        json_decref(msg);
+    if (r) {
+        *pp = r->next;
+        r->next = NULL;
+    } else if (!run_id || !(r = load_run(e, run_id)) || strcmp(r->call_id, id) != 0) {
+        if (r) {
+            run_free(p, r);
+        }
         return;
     }
-    *pp = r->next;
-    r->next = NULL;
     const wh_step *s = wh_rule_step(r->rule, r->step);
     const char *outcome = json_string_value(json_object_get(msg, "outcome"));
     if (!outcome || strcmp(outcome, "ok") != 0) {
-        run_failed(e, r, s, json_string_value(json_object_get(msg, "error")));
-        json_decref(msg);
+        run_failed(p, r, wh_step_instance(s), wh_step_op(s),
+                   json_string_value(json_object_get(msg, "error")));
         return;
     }
     const char *as = wh_step_as(s);
@@ -279,15 +374,97 @@ static void on_done(wh_engine *e, const char *raw, size_t len)
         json_object_set(r->ctx, as, result ? result : json_null());
     }
     r->step++;
-    advance(e, r);
-    json_decref(msg);
+    advance(e, p, r);
+}
+
+/* Commit what the pass decided, then publish its effects. */
+static void finish_pass(wh_engine *e, pass *p)
+{
+    if (json_array_size(p->sql) > 0) {
+        int rc = wh_store_write_sync(e->store, wh_sqlbatch_exec, p->sql);
+        if (rc != WH_OK) {
+            /* nothing of this pass is durable: its events stay `new` and are
+             * processed again at the next start; tell nobody it happened */
+            wh_error("engine", "cannot save %zu change(s): %s; they will be redone at restart",
+                     json_array_size(p->sql), wh_strerror(rc));
+            json_array_clear(p->effects);
+        }
+    }
+    size_t i;
+    json_t *fx;
+    json_array_foreach(p->effects, i, fx)
+    {
+        wh_pub_send(e->pub, json_string_value(json_array_get(fx, 0)), json_array_get(fx, 1));
+    }
+    json_array_clear(p->sql);
+    json_array_clear(p->effects);
+}
+
+/*
+ * At start: resume runs that were waiting (their call may have finished while
+ * we were down), then process events journaled but never handled.
+ */
+static void recover(wh_engine *e, pass *p)
+{
+    json_t *rows = query(e,
+                         "SELECT r.id AS run, o.id AS call, o.state, o.result, o.last_error AS "
+                         "error FROM runs r LEFT JOIN outbox o ON o.run_id = r.id AND o.step = "
+                         "r.step + 1 WHERE r.state = 'waiting'",
+                         NULL);
+    size_t i, resumed = 0, replayed = 0;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *state = json_string_value(json_object_get(row, "state"));
+        const char *run_id = json_string_value(json_object_get(row, "run"));
+        if (state && (strcmp(state, "done") == 0 || strcmp(state, "dead") == 0)) {
+            json_t *result = json_loads(json_string_value(json_object_get(row, "result")),
+                                        JSON_DECODE_ANY, NULL);
+            json_t *msg = json_pack("{s:O, s:s, s:s, s:o?, s:O?}", "call",
+                                    json_object_get(row, "call"), "run", run_id, "outcome",
+                                    strcmp(state, "done") == 0 ? "ok" : "failed", "result",
+                                    result, "error", json_object_get(row, "error"));
+            on_done(e, p, msg);
+            json_decref(msg);
+        } else if (run_id) {
+            run *r = load_run(e, run_id);
+            if (r) {
+                unsigned b = hash(r->call_id);
+                r->next = e->waiting[b];
+                e->waiting[b] = r;
+            }
+        }
+        resumed++;
+    }
+    json_decref(rows);
+    rows = query(e, "SELECT envelope FROM events WHERE state = 'new' ORDER BY created_ms", NULL);
+    json_array_foreach(rows, i, row)
+    {
+        char err[160];
+        const char *text = json_string_value(json_object_get(row, "envelope"));
+        json_t *env = text ? wh_env_decode(text, strlen(text), err, sizeof err) : NULL;
+        if (env) {
+            json_object_del(env, "reply_to"); /* that caller is gone */
+            on_event(e, p, env);
+            replayed++;
+            json_decref(env);
+        }
+        if (json_array_size(p->sql) >= PASS_MAX) {
+            finish_pass(e, p);
+        }
+    }
+    json_decref(rows);
+    finish_pass(e, p);
+    if (resumed || replayed) {
+        wh_info("engine", "recovered waiting_runs=%zu unhandled_events=%zu", resumed, replayed);
+    }
 }
 
 /*
  * The engine subscribes only to the sources its rules name ("in/<source>/",
  * or "in/" when a rule says `*`), so ZeroMQ drops events no rule could match
- * at the publisher, before they cost a hop. A waiting caller of an instance
- * no rule names therefore gets its fallback at the deadline, not at once.
+ * at the publisher, before they cost a hop. (They are journaled all the same;
+ * the cleanup below removes them.)
  */
 static json_t *wanted_prefixes(wh_rules *rules)
 {
@@ -335,6 +512,8 @@ static void resubscribe(wh_engine *e)
     e->subscribed = want;
 }
 
+/* Events of sources no rule names arrive only when a `*` rule exists; a
+ * topic check avoids decoding those that still meet no rule. */
 static int any_rule(void *ud, const wh_rule *rule)
 {
     (void)ud;
@@ -342,11 +521,6 @@ static int any_rule(void *ud, const wh_rule *rule)
     return 1;
 }
 
-/*
- * Most events on a busy hub meet no rule. The topic names the source and
- * kind, so such an event is dropped without decoding its JSON — unless a
- * caller waits for it (it then needs its "no rule matched" answer).
- */
 static int worth_decoding(wh_engine *e, const char *topic, const char *raw, size_t len)
 {
     char source[80];
@@ -362,9 +536,54 @@ static int worth_decoding(wh_engine *e, const char *topic, const char *raw, size
     return any || memmem(raw, len, "\"reply_to\"", 10) != NULL;
 }
 
+static void take(wh_engine *e, pass *p, const char *topic, const char *raw, size_t len)
+{
+    if (strncmp(topic, "in/", 3) == 0) {
+        char err[200];
+        json_t *env = worth_decoding(e, topic, raw, len) ? wh_env_decode(raw, len, err, sizeof err)
+                                                          : NULL;
+        if (env) {
+            on_event(e, p, env);
+            json_decref(env);
+        } else {
+            /* journaled by the gateway, no rule for it: mark it handled */
+            const char *id = memmem(raw, len, "\"id\":\"", 6);
+            if (id && (size_t)(raw + len - id) > 6 + 32) {
+                wh_sqlbatch_add(p->sql, "UPDATE events SET state = 'done' WHERE id = ?1",
+                                json_pack("[s#]", id + 6, (size_t)32));
+            }
+        }
+    } else if (strncmp(topic, "done/engine", 11) == 0) {
+        json_t *msg = json_loadb(raw, len, 0, NULL);
+        if (msg) {
+            on_done(e, p, msg);
+        }
+        json_decref(msg);
+    }
+}
+
+static void cleanup(wh_engine *e, pass *p)
+{
+    /* The journal keeps an hour. Events still `new` after that are ones no
+     * rule subscribed to (dropped at the publisher, never seen here); the
+     * ones a crash left unhandled were taken by recover() at start. Runs and
+     * delivered calls are kept a week for `wirehub runs` / `outbox`. */
+    wh_sqlbatch_add(p->sql, "DELETE FROM events WHERE created_ms < ?1",
+                    json_pack("[I]", (json_int_t)(p->now - 3600 * 1000)));
+    wh_sqlbatch_add(p->sql,
+                    "DELETE FROM runs WHERE state IN ('done', 'failed') AND updated_ms < ?1",
+                    json_pack("[I]", (json_int_t)(p->now - 7 * 86400 * 1000LL)));
+    wh_sqlbatch_add(p->sql, "DELETE FROM outbox WHERE state = 'done' AND updated_ms < ?1",
+                    json_pack("[I]", (json_int_t)(p->now - 7 * 86400 * 1000LL)));
+    e->last_cleanup = wh_mono_ms();
+}
+
 static void *engine_main(void *arg)
 {
     wh_engine *e = arg;
+    pass p = {json_array(), json_array(), wh_now_ms()};
+    recover(e, &p);
+    e->last_cleanup = wh_mono_ms();
     while (!atomic_load(&e->stopping)) {
         if (atomic_exchange(&e->resubscribe, 0)) {
             resubscribe(e);
@@ -375,24 +594,26 @@ static void *engine_main(void *arg)
         if (got < 0) {
             break;
         }
-        if (got == 0) {
-            continue;
+        p.now = wh_now_ms();
+        /* one pass: what arrived, up to a batch, committed together */
+        for (int n = 0; got == 1; n++) {
+            take(e, &p, topic, raw, len);
+            free(topic);
+            free(raw);
+            got = n + 1 < PASS_MAX ? wh_sub_recv_raw(e->sub, 0, &topic, &raw, &len) : 0;
         }
-        if (strncmp(topic, "in/", 3) == 0) {
-            if (worth_decoding(e, topic, raw, len)) {
-                on_event(e, raw, len);
-            }
-        } else if (strcmp(topic, e->done_topic) == 0) {
-            on_done(e, raw, len);
+        if (wh_mono_ms() - e->last_cleanup > 60000) {
+            cleanup(e, &p);
         }
-        free(topic);
-        free(raw);
+        finish_pass(e, &p);
     }
+    json_decref(p.sql);
+    json_decref(p.effects);
     return NULL;
 }
 
-wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, wh_rules *rules,
-                         char *err, size_t errsize)
+wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, wh_store *store,
+                         wh_rules *rules, char *err, size_t errsize)
 {
     wh_engine *e = calloc(1, sizeof *e);
     if (!e) {
@@ -401,23 +622,22 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
     }
     pthread_mutex_init(&e->lock, NULL);
     snprintf(e->node, sizeof e->node, "%s", node);
-    snprintf(e->done_topic, sizeof e->done_topic, "done/%s/engine", node);
+    e->store = store;
     e->subscribed = wanted_prefixes(rules);
-    size_t n = 0;
-    const char *prefixes[64 + 2];
-    const char *prefix;
-    json_t *v;
-    int all = json_object_get(e->subscribed, "in/") != NULL || json_object_size(e->subscribed) > 64;
-    if (all) {
+    if (json_object_size(e->subscribed) > 64) {
         /* too many sources to list: take everything under in/ */
         json_decref(e->subscribed);
         e->subscribed = json_pack("{s:b}", "in/", 1);
     }
+    size_t n = 0;
+    const char *prefixes[64 + 2];
+    const char *prefix;
+    json_t *v;
     json_object_foreach(e->subscribed, prefix, v)
     {
         prefixes[n++] = prefix;
     }
-    prefixes[n++] = e->done_topic;
+    prefixes[n++] = "done/engine";
     prefixes[n] = NULL;
     e->pub = wh_pub_new(zctx, ends, 5000);
     e->sub = wh_sub_new(zctx, ends, prefixes, 5000);
@@ -425,12 +645,13 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
         snprintf(err, errsize, "cannot join the bus");
         goto fail;
     }
+    e->rules = rules;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        e->rules = NULL;
         snprintf(err, errsize, "cannot start the engine thread");
         goto fail;
     }
     e->started = 1;
-    e->rules = rules;
     return e;
 fail:
     wh_engine_destroy(&e);
@@ -457,25 +678,21 @@ void wh_engine_destroy(wh_engine **pe)
     if (e->started) {
         pthread_join(e->thread, NULL);
     }
-    size_t dropped = 0;
+    /* runs waiting for calls stay in the store and resume at the next start */
+    pass p = {json_array(), json_array(), wh_now_ms()};
     for (size_t i = 0; i < BUCKETS; i++) {
         while (e->waiting[i]) {
             run *r = e->waiting[i];
             e->waiting[i] = r->next;
-            dropped++;
-            run_free(e, r);
+            run_free(&p, r);
         }
     }
-    if (dropped) {
-        wh_warn("engine", "stopped with %zu run%s waiting for calls", dropped,
-                dropped == 1 ? "" : "s");
-    }
+    json_decref(p.sql);
+    json_decref(p.effects); /* callers still waiting are answered by the gateway's shutdown */
     wh_sub_destroy(&e->sub);
     wh_pub_destroy(&e->pub);
     json_decref(e->subscribed);
-    if (e->started) {
-        wh_rules_unref(&e->rules);
-    }
+    wh_rules_unref(&e->rules);
     pthread_mutex_destroy(&e->lock);
     free(e);
     *pe = NULL;

@@ -1,27 +1,30 @@
 /*
  * engine.h — the bus part that matches events against rules and advances
- * runs: it hears `in/…` events and `done/<node>/engine` call outcomes, and
- * publishes calls on `out/<instance>`, answers on the event's `reply_to`,
- * and `in/hub/call_failed` when a run fails.
+ * durable runs: it hears `in/…` events and `done/engine` call outcomes,
+ * records runs and their calls in the store, and after each commit publishes
+ * call wake-ups on `out/<instance>`, answers on the event's `reply_to`, and
+ * `in/hub/call_failed` when a run fails. At start it resumes waiting runs and
+ * handles events that were journaled but never processed.
  */
 #ifndef WH_ENGINE_H
 #define WH_ENGINE_H
 #include "bus.h"
 #include "rules.h"
+#include "store.h"
 
 typedef struct wh_engine wh_engine;
 
 /**
  * Start. Ownership: takes one reference of `rules` on success (NULL = no rules
- * yet); borrows the rest.
+ * yet); borrows the rest (the store must outlive the engine).
  */
-wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, wh_rules *rules,
-                         char *err, size_t errsize);
+wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, wh_store *store,
+                         wh_rules *rules, char *err, size_t errsize);
 /**
  * Swap the rule set atomically: events from now on meet `rules`; runs already
  * started finish on the set they started with. Ownership: takes a reference.
  */
 void wh_engine_set_rules(wh_engine *engine, wh_rules *rules);
-/** Stop: runs still waiting for calls are dropped (logged). NULL-safe. */
+/** Stop: runs waiting for calls stay in the store for the next start. NULL-safe. */
 void wh_engine_destroy(wh_engine **engine);
 #endif

@@ -15,6 +15,7 @@
 #include "gateway.h"
 #include "envelope.h"
 #include "log.h"
+#include "sqlbatch.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -50,7 +51,7 @@ struct wh_reply {
     json_t *headers; /* [[name, value]] */
 };
 
-enum req_state { ST_BODY, ST_WEBHOOK, ST_WAITING, ST_READY, ST_DONE };
+enum req_state { ST_BODY, ST_WEBHOOK, ST_JOURNAL, ST_WAITING, ST_READY, ST_DONE };
 
 struct wh_request {
     wh_gateway *gw;
@@ -73,6 +74,9 @@ struct wh_request {
     char reqid[33];
     int64_t deadline;
     json_t *event;
+    json_t *outgoing; /* [[topic, envelope text]]: published once journaled */
+    json_t *journal;  /* the INSERTs that journal them */
+    char *ids;        /* the default answer's "events" array, as JSON text */
     struct wh_request *next; /* pending list */
     int64_t started;
 };
@@ -83,6 +87,7 @@ struct wh_gateway {
     char node[64];
     struct MHD_Daemon *mhd;
     wh_instances *instances;
+    wh_store *store;
     wh_pub *pub;
     wh_sub *sub;
     pthread_t resp_thread;
@@ -180,6 +185,9 @@ static void request_free(wh_request *r)
     json_decref(r->wh.fallback);
     reply_reset(&r->reply);
     json_decref(r->event);
+    json_decref(r->outgoing);
+    json_decref(r->journal);
+    free(r->ids);
     free(r);
 }
 
@@ -236,9 +244,80 @@ static void pending_remove(wh_gateway *gw, wh_request *r)
 }
 
 /*
- * After the connector decided: publish events, then prepare the answer or
- * start waiting. Runs on an MHD thread, or on the thread that called
- * webhook_done() (with gw->lock held, the request suspended).
+ * The events are durable (or there is no store): publish them, then prepare
+ * the answer or start waiting. Caller holds gw->lock.
+ */
+static void publish_and_answer(wh_request *r)
+{
+    wh_gateway *gw = r->gw;
+    struct wh_webhook *wh = &r->wh;
+    size_t i;
+    json_t *out;
+    json_array_foreach(r->outgoing, i, out)
+    {
+        const char *text = json_string_value(json_array_get(out, 1));
+        if (wh_pub_send_raw(gw->pub, json_string_value(json_array_get(out, 0)), text,
+                            strlen(text)) != 0) {
+            /* journaled already: the engine picks it up at the next start */
+            wh_error("gateway", "cannot publish a journaled event; it is handled at restart");
+        }
+    }
+    if (wh->wait) {
+        if (json_array_size(wh->events) == 0) {
+            build_answer(r, wh->fallback);
+            r->state = ST_READY;
+            return;
+        }
+        r->deadline = wh_mono_ms() + (wh->deadline_ms > 0 ? wh->deadline_ms : 5000);
+        r->state = ST_WAITING;
+        r->next = gw->pending;
+        gw->pending = r;
+        gw->npending++;
+        return;
+    }
+    if (wh->answered) {
+        reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
+                  wh->answer_body.len);
+    } else {
+        wh_buf ok = {0};
+        wh_buf_printf(&ok, "{\"ok\":true,\"events\":%s}", r->ids ? r->ids : "[]");
+        reply_set(&r->reply, 200, CTYPE_JSON, ok.data ? ok.data : "{\"ok\":true}",
+                  ok.data ? ok.len : 11);
+        wh_buf_free(&ok);
+    }
+    r->state = ST_READY;
+}
+
+static int journal(sqlite3 *db, void *ud)
+{
+    return wh_sqlbatch_exec(db, ((wh_request *)ud)->journal);
+}
+
+/* The journal's commit (or failure), on the store's writer thread. */
+static void journaled(void *ud, int rc)
+{
+    wh_request *r = ud;
+    wh_gateway *gw = r->gw;
+    pthread_mutex_lock(&gw->lock);
+    if (rc != WH_OK) {
+        wh_error("gateway", "cannot journal the event: %s", wh_strerror(rc));
+        reply_error(&r->reply, 503, "store_unavailable", "cannot store the event; retry");
+        r->state = ST_READY;
+    } else {
+        publish_and_answer(r);
+    }
+    if (r->state == ST_READY) {
+        resume_ready(r);
+    }
+    pthread_mutex_unlock(&gw->lock);
+}
+
+/*
+ * After the connector decided: build the envelopes, journal them, then (in
+ * publish_and_answer) publish and answer. Runs on an MHD thread, or on the
+ * thread that called webhook_done(), with gw->lock held. The caller suspends
+ * the request while the state is ST_JOURNAL or ST_WAITING; holding the lock
+ * until then keeps journaled() from racing ahead of the suspension.
  */
 static void after_webhook(wh_request *r)
 {
@@ -256,11 +335,13 @@ static void after_webhook(wh_request *r)
         r->state = ST_READY;
         return;
     }
-    /* ids of the events, as the default answer's JSON array text */
     wh_buf ids = {0};
     wh_buf_puts(&ids, "[");
     char prefix[96];
     snprintf(prefix, sizeof prefix, "resp/%s/", gw->node);
+    r->outgoing = json_array();
+    r->journal = json_array();
+    int64_t now = wh_now_ms();
     size_t i;
     json_t *ev;
     json_array_foreach(wh->events, i, ev)
@@ -274,49 +355,37 @@ static void after_webhook(wh_request *r)
         char topic[WH_TOPIC_MAX];
         if (!text || wh_topic_in(topic, sizeof topic, r->inst->name, kind) != 0) {
             free(text);
+            wh_buf_free(&ids);
             reply_error(&r->reply, 500, "internal", "cannot build the event");
-            goto out;
+            r->state = ST_READY;
+            return;
         }
         if (waits) {
             /* kept for respond(): the connector sees the envelope its caller produced */
             snprintf(r->reqid, sizeof r->reqid, "%s", id);
             r->event = json_loadb(text, len, 0, NULL);
         }
-        int sent = wh_pub_send_raw(gw->pub, topic, text, len);
+        wh_sqlbatch_add(r->journal,
+                        "INSERT OR IGNORE INTO events (id, source, kind, envelope, state, "
+                        "created_ms) VALUES (?1, ?2, ?3, ?4, 'new', ?5)",
+                        json_pack("[s, s, s, s, I]", id, r->inst->name, kind, text,
+                                  (json_int_t)now));
+        json_array_append_new(r->outgoing, json_pack("[s, s]", topic, text));
         free(text);
-        if (sent != 0) {
-            reply_error(&r->reply, 503, "bus_unavailable", "cannot publish the event; retry");
-            goto out;
-        }
         wh_buf_printf(&ids, "%s\"%s\"", i ? "," : "", id);
     }
     wh_buf_puts(&ids, "]");
-    if (wh->wait) {
-        if (json_array_size(wh->events) == 0) {
-            build_answer(r, wh->fallback);
-            goto out;
+    r->ids = ids.data;
+    if (gw->store && json_array_size(r->journal) > 0) {
+        r->state = ST_JOURNAL;
+        if (wh_store_write(gw->store, journal, journaled, r) != WH_OK) {
+            reply_error(&r->reply, 503, "store_unavailable",
+                        "too many events waiting to be stored; retry shortly");
+            r->state = ST_READY;
         }
-        r->deadline = wh_mono_ms() + (wh->deadline_ms > 0 ? wh->deadline_ms : 5000);
-        r->state = ST_WAITING;
-        r->next = gw->pending;
-        gw->pending = r;
-        gw->npending++;
-        wh_buf_free(&ids);
         return;
     }
-    if (wh->answered) {
-        reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
-                  wh->answer_body.len);
-    } else {
-        wh_buf ok = {0};
-        wh_buf_printf(&ok, "{\"ok\":true,\"events\":%s}", ids.data ? ids.data : "[]");
-        reply_set(&r->reply, 200, CTYPE_JSON, ok.data ? ok.data : "{\"ok\":true}",
-                  ok.data ? ok.len : 11);
-        wh_buf_free(&ok);
-    }
-out:
-    wh_buf_free(&ids);
-    r->state = ST_READY;
+    publish_and_answer(r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -447,7 +516,7 @@ static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
     }
     pthread_mutex_lock(&gw->lock);
     after_webhook(r);
-    if (r->state == ST_WAITING) {
+    if (r->state == ST_WAITING || r->state == ST_JOURNAL) {
         r->suspended = 1;
         MHD_suspend_connection(r->conn);
         pthread_mutex_unlock(&gw->lock);
@@ -606,8 +675,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     wh_debug("http", "%s", msg);
 }
 
-wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances, void *zctx,
-                           const wh_bus_ends *ends, char *err, size_t errsize)
+wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
+                           wh_store *store, void *zctx, const wh_bus_ends *ends, char *err,
+                           size_t errsize)
 {
     wh_gateway *gw = calloc(1, sizeof *gw);
     if (!gw) {
@@ -635,6 +705,7 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
         gw->opts.threads = 2;
     }
     gw->instances = instances;
+    gw->store = store;
     gw->started = wh_mono_ms();
     pthread_mutex_init(&gw->lock, NULL);
 
@@ -893,7 +964,7 @@ void wh_wh_done(wh_webhook *wh)
     if (r->state == ST_READY) {
         resume_ready(r);
     }
-    /* ST_WAITING: stays suspended until the answer or the deadline */
+    /* ST_JOURNAL, ST_WAITING: stays suspended until stored, answered or the deadline */
     pthread_mutex_unlock(&gw->lock);
 }
 

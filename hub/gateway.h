@@ -8,6 +8,7 @@
 #define WH_GATEWAY_H
 #include "bus.h"
 #include "instance.h"
+#include "store.h"
 
 typedef struct wh_gateway_opts {
     const char *host;         /**< listen address (default 127.0.0.1) */
@@ -23,11 +24,13 @@ typedef struct wh_gateway_opts {
 typedef struct wh_gateway wh_gateway;
 
 /**
- * Start serving. Returns NULL with a reason in err.
- * Ownership: borrows opts, instances and ends (they must outlive the gateway).
+ * Start serving. With a store, a request's events are journaled (committed)
+ * before they are published and the caller is answered. Returns NULL with a
+ * reason in err. Ownership: borrows everything (it must outlive the gateway).
  */
-wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances, void *zctx,
-                           const wh_bus_ends *ends, char *err, size_t errsize);
+wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
+                           wh_store *store, void *zctx, const wh_bus_ends *ends, char *err,
+                           size_t errsize);
 /** The bound port (useful with port 0). */
 int wh_gateway_port(const wh_gateway *gw);
 /** Answer held requests with 503, finish pending webhooks, stop. NULL-safe. */

@@ -3,6 +3,7 @@
  * start; stop is the same list backwards. Parts never call each other: they
  * meet on the bus; this file only hands each the handles it needs.
  *
+ *   0. store        the SQLite state file (journal, runs, outbox)
  *   1. bus          broker thread, inproc + configured endpoints
  *   2. delivery     the curl multi thread (outgoing HTTP, operation calls)
  *   3. publisher    the connectors' handle for host->publish
@@ -17,18 +18,22 @@
 #include "delivery.h"
 #include "engine.h"
 #include "ruleset.h"
+#include "store.h"
 #include "watch.h"
 #include "gateway.h"
 #include "http_client.h"
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct wh_hub {
     wh_config *cfg;
+    wh_store *store;
     wh_bus *bus;
     wh_http *http;
     wh_pub *pub;
@@ -82,6 +87,19 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     char err[512];
     wh_random_hex(8, hub->node);
 
+    char *dir = wh_dirname(cfg->state_path); /* 0 */
+    if (dir && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        wh_error("hub", "cannot create the state directory %s: %s", dir, strerror(errno));
+    }
+    free(dir);
+    wh_store_opts sopts;
+    wh_store_opts_init(&sopts);
+    hub->store = wh_store_open(cfg->state_path, &sopts, err, sizeof err);
+    if (!hub->store) {
+        wh_error("hub", "state: %s", err);
+        goto fail;
+    }
+
     hub->bus = wh_bus_new(cfg->bus_bind, err, sizeof err); /* 1 */
     if (!hub->bus) {
         wh_error("hub", "bus: %s", err);
@@ -104,14 +122,15 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
         goto fail;
     }
     hub->instances_up = 1;
-    hub->delivery = wh_delivery_new(NULL, cfg->instances, wh_bus_zctx(hub->bus), /* 5 */
-                                    wh_bus_inproc(hub->bus), err, sizeof err);
+    hub->delivery = wh_delivery_new(NULL, cfg->instances, hub->store, /* 5 */
+                                    wh_bus_zctx(hub->bus), wh_bus_inproc(hub->bus), err,
+                                    sizeof err);
     if (!hub->delivery) {
         wh_error("hub", "delivery: %s", err);
         goto fail;
     }
     hub->engine = wh_engine_new(wh_bus_zctx(hub->bus), wh_bus_inproc(hub->bus), hub->node, /* 6 */
-                                wh_rules_ref(rules), err, sizeof err);
+                                hub->store, wh_rules_ref(rules), err, sizeof err);
     if (!hub->engine) {
         wh_rules_unref(&rules); /* the reference meant for the engine; the caller keeps its own */
         wh_error("hub", "engine: %s", err);
@@ -121,7 +140,7 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     hub->watch = wh_watch_new(cfg->rules_dir, 250, reload_from_watch, hub); /* 7 */
     wh_gateway_opts gopts = cfg->gateway; /* 8 */
     gopts.node = hub->node;
-    hub->gateway = wh_gateway_new(&gopts, cfg->instances, wh_bus_zctx(hub->bus),
+    hub->gateway = wh_gateway_new(&gopts, cfg->instances, hub->store, wh_bus_zctx(hub->bus),
                                   wh_bus_inproc(hub->bus), err, sizeof err);
     if (!hub->gateway) {
         wh_error("hub", "gateway: %s", err);
@@ -165,6 +184,7 @@ void wh_hub_stop(wh_hub **phub)
     wh_engine_destroy(&hub->engine);   /* 6 */
     wh_delivery_stop(hub->delivery);   /* 5: no new calls… */
     wh_http_destroy(&hub->http);       /* 2: …in-flight calls end before their connectors do */
+    wh_store_close(&hub->store);       /* 0: their outcomes are written (delivery still exists) */
     wh_delivery_destroy(&hub->delivery);
     wh_config_destroy(&hub->cfg);      /* 4: destroy() each instance, unload plugins */
     wh_pub_destroy(&hub->pub);         /* 3 */
