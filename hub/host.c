@@ -70,6 +70,12 @@ static int host_http(wh_instance *inst, const wh_http_request *req, wh_http_done
     if (!inst->svc || !inst->svc->http) {
         return WH_ERR_STATE;
     }
+    if (req && req->timeout_ms <= 0) {
+        /* the instance's `timeout_ms` is the default for its exchanges */
+        wh_http_request copy = *req;
+        copy.timeout_ms = (long)json_integer_value(json_object_get(inst->config, "timeout_ms"));
+        return wh_http_submit(inst->svc->http, &copy, done, user);
+    }
     return wh_http_submit(inst->svc->http, req, done, user);
 }
 

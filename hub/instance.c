@@ -108,8 +108,15 @@ int wh_options_apply(const wh_option *table, const char *const *extra, json_t *o
     return problems;
 }
 
-/* keys the hub itself reads from every instance */
-static const char *const common_keys[] = {"type", NULL};
+/* keys the hub itself reads from every instance (besides `type`) */
+static const wh_option common_options[] = {
+    {"concurrency", WH_OPT_INT, "16", 0, "calls of this instance in flight at once"},
+    {"timeout_ms", WH_OPT_INT, "30000", 0, "default timeout of one HTTP exchange"},
+    {"max_attempts", WH_OPT_INT, "8", 0, "attempts before a call becomes a dead letter"},
+    {NULL, 0, NULL, 0, NULL},
+};
+static const char *const common_keys[] = {"type", "concurrency", "timeout_ms", "max_attempts",
+                                          NULL};
 
 wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
                                 const wh_doc *doc, const char *pointer, json_t *errors)
@@ -179,6 +186,29 @@ wh_instances *wh_instances_load(const json_t *connectors, const char *connectors
         inst->config = copy;
         set->v[set->n++] = inst;
         problems += wh_options_apply(plugin->desc.options, common_keys, copy, doc, ptr, errors);
+        /* the hub's own keys: types checked, defaults filled, bounds enforced */
+        json_t *own = json_object();
+        for (const wh_option *o = common_options; o->name; o++) {
+            json_t *v = json_object_get(copy, o->name);
+            if (v) {
+                json_object_set(own, o->name, v);
+            }
+        }
+        problems += wh_options_apply(common_options, NULL, own, doc, ptr, errors);
+        for (const wh_option *o = common_options; o->name; o++) {
+            json_t *v = json_object_get(own, o->name);
+            char kptr[1200];
+            wh_ptr_child(kptr, sizeof kptr, ptr, o->name);
+            if (json_is_integer(v) && (json_integer_value(v) < 1 ||
+                                       json_integer_value(v) > 86400000)) {
+                wh_doc_value_error(doc, errors, kptr, "'%s' must be a positive integer", o->name);
+                problems++;
+            }
+            if (v) {
+                json_object_set(copy, o->name, v);
+            }
+        }
+        json_decref(own);
     }
     if (problems) {
         wh_instances_destroy(&set);
