@@ -29,4 +29,7 @@ struct wh_config *wh_cli_load_config(const char *path);
 /** Load the config's rules and print every error to stderr; NULL on failure. */
 struct wh_rules *wh_cli_load_rules(const struct wh_config *cfg);
 int wh_cmd_send(int argc, char **argv);
+int wh_cmd_outbox(int argc, char **argv);
+int wh_cmd_runs(int argc, char **argv);
+int wh_cmd_replies(int argc, char **argv);
 #endif

@@ -18,6 +18,9 @@ static const char usage[] =
     "                                publish an event (or show what rules would do)\n"
     "  describe TYPE                 show a connector's keys and operations\n"
     "  render [--escape E] TPL DATA  render one template with a JSON file\n"
+    "  outbox [-c FILE] [--dead]     list undelivered and dead calls; outbox retry ID|--dead\n"
+    "  runs [-c FILE] [--failed]     list rule runs\n"
+    "  replies [-c FILE] KEY         print replies stored under KEY\n"
     "  version                       print the version\n"
     "\n"
     "Every command takes --help. FILE defaults to $WIREHUB_CONFIG or ./wirehub.yaml.\n"
@@ -52,6 +55,12 @@ int main(int argc, char **argv)
         rc = wh_cmd_check(argc - 1, argv + 1);
     } else if (strcmp(cmd, "describe") == 0) {
         rc = wh_cmd_describe(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "outbox") == 0) {
+        rc = wh_cmd_outbox(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "runs") == 0) {
+        rc = wh_cmd_runs(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "replies") == 0) {
+        rc = wh_cmd_replies(argc - 1, argv + 1);
     } else if (strcmp(cmd, "send") == 0) {
         rc = wh_cmd_send(argc - 1, argv + 1);
     } else if (strcmp(cmd, "render") == 0) {

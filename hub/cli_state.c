@@ -1,0 +1,317 @@
+/*
+ * cli_state.c — `wirehub outbox`, `runs` and `replies`: read (and, for
+ * `outbox retry`, re-queue) what the running hub keeps in its state file.
+ * SQLite in WAL mode lets this process read and write beside the hub.
+ */
+#include "cli.h"
+#include "config.h"
+#include "sqlbatch.h"
+#include "store.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static wh_store *open_state(const char *config, wh_config **cfg_out)
+{
+    wh_config *cfg = wh_cli_load_config(config);
+    if (!cfg) {
+        return NULL;
+    }
+    if (access(cfg->state_path, F_OK) != 0) {
+        fprintf(stderr, "wirehub: no state file at %s (has the hub run with this config?)\n",
+                cfg->state_path);
+        wh_config_destroy(&cfg);
+        return NULL;
+    }
+    char err[512];
+    wh_store_opts o;
+    wh_store_opts_init(&o);
+    o.readers = 1;
+    wh_store *st = wh_store_open(cfg->state_path, &o, err, sizeof err);
+    if (!st) {
+        fprintf(stderr, "wirehub: %s\n", err);
+        wh_config_destroy(&cfg);
+        return NULL;
+    }
+    *cfg_out = cfg;
+    return st;
+}
+
+typedef struct q {
+    const char *sql;
+    json_t *params;
+    json_t *rows;
+} q;
+
+static int run_query(sqlite3 *db, void *ud)
+{
+    q *x = ud;
+    return wh_sql_query(db, x->sql, x->params, &x->rows);
+}
+
+static json_t *rows_of(wh_store *st, const char *sql, json_t *params)
+{
+    q x = {sql, params, NULL};
+    if (wh_store_read(st, run_query, &x) != WH_OK) {
+        fprintf(stderr, "wirehub: cannot read the state file\n");
+        return NULL;
+    }
+    return x.rows;
+}
+
+static void when(json_t *ms, char *out, size_t size)
+{
+    if (!json_is_integer(ms)) {
+        snprintf(out, size, "-");
+        return;
+    }
+    wh_time_rfc3339(json_integer_value(ms), out, size);
+}
+
+static void print_rows(json_t *rows, int as_json, const char *const *cols, const int *widths)
+{
+    size_t i;
+    json_t *row;
+    if (!as_json) {
+        for (size_t c = 0; cols[c]; c++) {
+            printf("%-*s ", widths[c], cols[c]);
+        }
+        printf("\n");
+    }
+    json_array_foreach(rows, i, row)
+    {
+        if (as_json) {
+            char *text = json_dumps(row, JSON_COMPACT);
+            printf("%s\n", text ? text : "{}");
+            free(text);
+            continue;
+        }
+        for (size_t c = 0; cols[c]; c++) {
+            json_t *v = json_object_get(row, cols[c]);
+            char buf[64];
+            const char *s;
+            if (json_is_string(v)) {
+                s = json_string_value(v);
+            } else if (json_is_integer(v) && strstr(cols[c], "_at")) {
+                when(v, buf, sizeof buf);
+                s = buf;
+            } else if (json_is_integer(v)) {
+                snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+                s = buf;
+            } else {
+                s = "-";
+            }
+            printf("%-*s ", widths[c], s);
+        }
+        printf("\n");
+    }
+}
+
+static const char outbox_usage[] =
+    "usage: wirehub outbox [-c FILE] [--dead | --all] [--json]\n"
+    "       wirehub outbox [-c FILE] retry ID | --dead\n"
+    "  List calls waiting to be delivered and dead letters (--dead: only dead\n"
+    "  letters; --all: delivered ones too) with state, attempts, next attempt and\n"
+    "  last error; or re-queue one dead call, or all of them. A running hub picks\n"
+    "  re-queued calls up within seconds; their runs resume.\n"
+    "exit: 0 done, 1 nothing to retry or the state cannot be read, 2 usage or config\n";
+
+int wh_cmd_outbox(int argc, char **argv)
+{
+    const char *config = wh_config_default_path();
+    char *rest[64];
+    int nrest = 0;
+    if (argc > 64) {
+        fputs(outbox_usage, stderr);
+        return WH_EXIT_USAGE;
+    }
+    int rc = wh_cli_common(argc, argv, &config, rest, &nrest, outbox_usage);
+    if (rc) {
+        return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
+    }
+    int dead = 0, all = 0, as_json = 0, retry = 0;
+    const char *id = NULL;
+    for (int i = 0; i < nrest; i++) {
+        if (strcmp(rest[i], "--dead") == 0) {
+            dead = 1;
+        } else if (strcmp(rest[i], "--all") == 0) {
+            all = 1;
+        } else if (strcmp(rest[i], "--json") == 0) {
+            as_json = 1;
+        } else if (strcmp(rest[i], "retry") == 0 && !retry) {
+            retry = 1;
+        } else if (retry && !id && rest[i][0] != '-') {
+            id = rest[i];
+        } else {
+            fprintf(stderr, "wirehub outbox: unexpected argument '%s'\n%s", rest[i], outbox_usage);
+            return WH_EXIT_USAGE;
+        }
+    }
+    if (retry && !id == !dead) {
+        fputs(outbox_usage, stderr);
+        return WH_EXIT_USAGE;
+    }
+    wh_config *cfg = NULL;
+    wh_store *st = open_state(config, &cfg);
+    if (!st) {
+        return cfg ? WH_EXIT_FAIL : WH_EXIT_USAGE;
+    }
+    int status = WH_EXIT_OK;
+    if (retry) {
+        json_t *which = id ? json_pack("[s]", id) : json_array();
+        const char *cond = id ? "id = ?1 AND state = 'dead'" : "state = 'dead'";
+        json_t *rows = rows_of(st, id ? "SELECT id, run_id FROM outbox WHERE id = ?1 AND state = 'dead'"
+                                      : "SELECT id, run_id FROM outbox WHERE state = 'dead'",
+                               json_deep_copy(which));
+        if (json_array_size(rows) == 0) {
+            fprintf(stderr, "wirehub outbox: %s\n",
+                    id ? "no dead call with that id" : "no dead calls");
+            status = WH_EXIT_FAIL;
+        } else {
+            json_t *batch = json_array();
+            char sql[256];
+            snprintf(sql, sizeof sql,
+                     "UPDATE outbox SET state = 'pending', attempts = 0, next_at_ms = %lld, "
+                     "last_error = NULL, updated_ms = %lld WHERE %s",
+                     (long long)wh_now_ms(), (long long)wh_now_ms(), cond);
+            wh_sqlbatch_add(batch, sql, json_deep_copy(which));
+            size_t i;
+            json_t *row;
+            json_array_foreach(rows, i, row)
+            {
+                wh_sqlbatch_add(batch,
+                                "UPDATE runs SET state = 'waiting', error = NULL WHERE id = ?1 "
+                                "AND state = 'failed'",
+                                json_pack("[O]", json_object_get(row, "run_id")));
+            }
+            if (wh_store_write_sync(st, wh_sqlbatch_exec, batch) != WH_OK) {
+                fprintf(stderr, "wirehub outbox: cannot update the state file\n");
+                status = WH_EXIT_FAIL;
+            } else {
+                printf("re-queued %zu call%s\n", json_array_size(rows),
+                       json_array_size(rows) == 1 ? "" : "s");
+            }
+            json_decref(batch);
+        }
+        json_decref(rows);
+        json_decref(which);
+    } else {
+        const char *sql =
+            dead ? "SELECT id, state, attempts, next_at_ms AS next_at, instance || '.' || op AS "
+                   "call, last_error FROM outbox WHERE state = 'dead' ORDER BY updated_ms"
+            : all ? "SELECT id, state, attempts, next_at_ms AS next_at, instance || '.' || op AS "
+                    "call, last_error FROM outbox ORDER BY created_ms"
+                  : "SELECT id, state, attempts, next_at_ms AS next_at, instance || '.' || op "
+                    "AS call, last_error FROM outbox WHERE state != 'done' ORDER BY created_ms";
+        json_t *rows = rows_of(st, sql, NULL);
+        static const char *const cols[] = {"id", "state", "attempts", "next_at", "call",
+                                           "last_error", NULL};
+        static const int widths[] = {40, 8, 8, 24, 28, 0};
+        print_rows(rows, as_json, cols, widths);
+        status = rows ? WH_EXIT_OK : WH_EXIT_FAIL;
+        json_decref(rows);
+    }
+    wh_store_close(&st);
+    wh_config_destroy(&cfg);
+    return status;
+}
+
+static const char runs_usage[] =
+    "usage: wirehub runs [-c FILE] [--failed] [--json]\n"
+    "  List rule runs (newest last) with state, step and error.\n"
+    "exit: 0 listed, 1 the state cannot be read, 2 usage or config\n";
+
+int wh_cmd_runs(int argc, char **argv)
+{
+    const char *config = wh_config_default_path();
+    char *rest[64];
+    int nrest = 0;
+    if (argc > 64) {
+        fputs(runs_usage, stderr);
+        return WH_EXIT_USAGE;
+    }
+    int rc = wh_cli_common(argc, argv, &config, rest, &nrest, runs_usage);
+    if (rc) {
+        return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
+    }
+    int failed = 0, as_json = 0;
+    for (int i = 0; i < nrest; i++) {
+        if (strcmp(rest[i], "--failed") == 0) {
+            failed = 1;
+        } else if (strcmp(rest[i], "--json") == 0) {
+            as_json = 1;
+        } else {
+            fprintf(stderr, "wirehub runs: unexpected argument '%s'\n%s", rest[i], runs_usage);
+            return WH_EXIT_USAGE;
+        }
+    }
+    wh_config *cfg = NULL;
+    wh_store *st = open_state(config, &cfg);
+    if (!st) {
+        return cfg ? WH_EXIT_FAIL : WH_EXIT_USAGE;
+    }
+    json_t *rows = rows_of(st,
+                           failed ? "SELECT id, rule, state, step, updated_ms AS updated_at, "
+                                    "error FROM runs WHERE state = 'failed' ORDER BY updated_ms"
+                                  : "SELECT id, rule, state, step, updated_ms AS updated_at, "
+                                    "error FROM runs ORDER BY created_ms",
+                           NULL);
+    static const char *const cols[] = {"id", "rule", "state", "step", "updated_at", "error", NULL};
+    static const int widths[] = {36, 28, 8, 4, 24, 0};
+    print_rows(rows, as_json, cols, widths);
+    int status = rows ? WH_EXIT_OK : WH_EXIT_FAIL;
+    json_decref(rows);
+    wh_store_close(&st);
+    wh_config_destroy(&cfg);
+    return status;
+}
+
+static const char replies_usage[] =
+    "usage: wirehub replies [-c FILE] KEY\n"
+    "  Print the replies stored under KEY as JSON lines, oldest first.\n"
+    "exit: 0 printed (possibly nothing), 1 the state cannot be read, 2 usage or config\n";
+
+int wh_cmd_replies(int argc, char **argv)
+{
+    const char *config = wh_config_default_path();
+    char *rest[64];
+    int nrest = 0;
+    if (argc > 64) {
+        fputs(replies_usage, stderr);
+        return WH_EXIT_USAGE;
+    }
+    int rc = wh_cli_common(argc, argv, &config, rest, &nrest, replies_usage);
+    if (rc) {
+        return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
+    }
+    if (nrest != 1) {
+        fputs(replies_usage, stderr);
+        return WH_EXIT_USAGE;
+    }
+    wh_config *cfg = NULL;
+    wh_store *st = open_state(config, &cfg);
+    if (!st) {
+        return cfg ? WH_EXIT_FAIL : WH_EXIT_USAGE;
+    }
+    json_t *rows = rows_of(st,
+                           "SELECT id, author, text, time, source, read FROM replies WHERE key = ?1 "
+                           "ORDER BY seq",
+                           json_pack("[s]", rest[0]));
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_object_set_new(row, "read", json_boolean(json_integer_value(json_object_get(row, "read"))));
+        char *text = json_dumps(row, JSON_COMPACT);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+    }
+    int status = rows ? WH_EXIT_OK : WH_EXIT_FAIL;
+    json_decref(rows);
+    wh_store_close(&st);
+    wh_config_destroy(&cfg);
+    return status;
+}
