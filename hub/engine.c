@@ -570,6 +570,8 @@ static void cleanup(wh_engine *e, pass *p)
      * delivered calls are kept a week for `wirehub runs` / `outbox`. */
     wh_sqlbatch_add(p->sql, "DELETE FROM events WHERE created_ms < ?1",
                     json_pack("[I]", (json_int_t)(p->now - 3600 * 1000)));
+    wh_sqlbatch_add(p->sql, "DELETE FROM seen WHERE created_ms < ?1",
+                    json_pack("[I]", (json_int_t)(p->now - 86400 * 1000LL)));
     wh_sqlbatch_add(p->sql,
                     "DELETE FROM runs WHERE state IN ('done', 'failed') AND updated_ms < ?1",
                     json_pack("[I]", (json_int_t)(p->now - 7 * 86400 * 1000LL)));

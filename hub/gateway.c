@@ -29,6 +29,8 @@
 #include <zmq.h>
 
 #define CTYPE_JSON "application/json"
+#define LATE_KEEP_MS (30 * 60 * 1000) /* Slack's response_url lives 30 minutes */
+#define LATE_MAX 10000
 
 struct wh_webhook {
     wh_request *req;
@@ -39,6 +41,7 @@ struct wh_webhook {
     char answer_ctype[128];
     wh_buf answer_body;
     int answered;
+    int duplicate; /* dedupe() said the platform sent this before */
     int wait;
     long deadline_ms;
     json_t *fallback;
@@ -77,6 +80,8 @@ struct wh_request {
     json_t *outgoing; /* [[topic, envelope text]]: published once journaled */
     json_t *journal;  /* the INSERTs that journal them */
     char *ids;        /* the default answer's "events" array, as JSON text */
+    char *dedupe_key; /* "<instance>\n<id>" when the connector called dedupe() */
+    char *dedupe_id;
     struct wh_request *next; /* pending list */
     int64_t started;
 };
@@ -95,6 +100,9 @@ struct wh_gateway {
     pthread_mutex_t lock;
     wh_request *pending;
     unsigned npending;
+    json_t *seen;       /* dedupe cache: key → answer object, or null while in progress */
+    json_t *seen_order; /* keys, oldest first, to bound the cache */
+    json_t *late;       /* request id → {instance, event, until}: answers that may come late */
     atomic_int async_webhooks;
     atomic_int live;
     atomic_int stopping;
@@ -188,6 +196,8 @@ static void request_free(wh_request *r)
     json_decref(r->outgoing);
     json_decref(r->journal);
     free(r->ids);
+    free(r->dedupe_key);
+    free(r->dedupe_id);
     free(r);
 }
 
@@ -241,6 +251,65 @@ static void pending_remove(wh_gateway *gw, wh_request *r)
             return;
         }
     }
+}
+
+#define SEEN_CACHE_MAX 10000
+
+static void seen_remember(wh_gateway *gw, const char *key, json_t *answer)
+{
+    if (!json_object_get(gw->seen, key)) {
+        json_array_append_new(gw->seen_order, json_string(key));
+    }
+    json_object_set_new(gw->seen, key, answer ? answer : json_null());
+    while (json_array_size(gw->seen_order) > SEEN_CACHE_MAX) {
+        json_object_del(gw->seen, json_string_value(json_array_get(gw->seen_order, 0)));
+        json_array_remove(gw->seen_order, 0);
+    }
+}
+
+static int save_answer(sqlite3 *db, void *ud)
+{
+    int rc = wh_sqlbatch_exec(db, ud);
+    json_decref(ud);
+    return rc;
+}
+
+static void saved(void *ud, int rc)
+{
+    (void)ud;
+    if (rc != WH_OK) {
+        wh_warn("gateway", "cannot store a de-duplication answer: %s", wh_strerror(rc));
+    }
+}
+
+/* The answer is final: remember it for duplicates of this request, then send it. */
+static enum MHD_Result finish(wh_request *r)
+{
+    wh_gateway *gw = r->gw;
+    r->state = ST_DONE;
+    if (r->dedupe_key && !r->wh.duplicate) {
+        pthread_mutex_lock(&gw->lock);
+        if (r->reply.status >= 500) {
+            /* not an answer to repeat: a retry of this id may try again */
+            json_object_del(gw->seen, r->dedupe_key);
+        } else {
+            json_t *answer = json_pack("{s:i, s:s, s:s#}", "status", r->reply.status, "ctype",
+                                       r->reply.ctype, "body",
+                                       r->reply.body.data ? r->reply.body.data : "",
+                                       r->reply.body.len);
+            if (answer && gw->store) {
+                json_t *batch = json_array();
+                wh_sqlbatch_add(batch, "UPDATE seen SET answer = ?1 WHERE source = ?2 AND id = ?3",
+                                json_pack("[O, s, s]", answer, r->inst->name, r->dedupe_id));
+                if (wh_store_write(gw->store, save_answer, saved, batch) != WH_OK) {
+                    json_decref(batch);
+                }
+            }
+            seen_remember(gw, r->dedupe_key, answer);
+        }
+        pthread_mutex_unlock(&gw->lock);
+    }
+    return queue_reply(r->conn, &r->reply);
 }
 
 /*
@@ -335,6 +404,13 @@ static void after_webhook(wh_request *r)
         r->state = ST_READY;
         return;
     }
+    if (wh->duplicate) {
+        /* answered as the first delivery was; nothing is published again */
+        reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
+                  wh->answer_body.len);
+        r->state = ST_READY;
+        return;
+    }
     wh_buf ids = {0};
     wh_buf_puts(&ids, "[");
     char prefix[96];
@@ -376,6 +452,11 @@ static void after_webhook(wh_request *r)
     }
     wh_buf_puts(&ids, "]");
     r->ids = ids.data;
+    if (r->dedupe_id) {
+        wh_sqlbatch_add(r->journal,
+                        "INSERT OR IGNORE INTO seen (source, id, created_ms) VALUES (?1, ?2, ?3)",
+                        json_pack("[s, s, I]", r->inst->name, r->dedupe_id, (json_int_t)now));
+    }
     if (gw->store && json_array_size(r->journal) > 0) {
         r->state = ST_JOURNAL;
         if (wh_store_write(gw->store, journal, journaled, r) != WH_OK) {
@@ -512,7 +593,7 @@ static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
     if (rc < 0) {
         wh_error(r->inst->name, "webhook() failed: %s", wh_strerror(rc));
         reply_error(&r->reply, 500, "connector_error", "the connector failed on this request");
-        return queue_reply(r->conn, &r->reply);
+        return finish(r);
     }
     pthread_mutex_lock(&gw->lock);
     after_webhook(r);
@@ -523,8 +604,7 @@ static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
         return MHD_YES;
     }
     pthread_mutex_unlock(&gw->lock);
-    r->state = ST_DONE;
-    return queue_reply(r->conn, &r->reply);
+    return finish(r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -570,8 +650,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return dispatch(gw, r);
     case ST_READY:
-        r->state = ST_DONE;
-        return queue_reply(conn, &r->reply);
+        return finish(r);
     default:
         *upload_size = 0;
         return MHD_YES;
@@ -593,6 +672,26 @@ static void answer_from_bus(wh_gateway *gw, const char *topic, const char *raw, 
     wh_request *r = gw->pending;
     while (r && strcmp(r->reqid, id) != 0) {
         r = r->next;
+    }
+    if (!r) {
+        json_t *late = json_incref(json_object_get(gw->late, id));
+        json_object_del(gw->late, id);
+        pthread_mutex_unlock(&gw->lock);
+        const json_t *response = json_object_get(msg, "response");
+        wh_instance *inst =
+            late ? wh_instances_get(gw->instances,
+                                    json_string_value(json_object_get(late, "instance")))
+                 : NULL;
+        if (inst && json_is_object(response)) {
+            int rc = inst->plugin->desc.late(inst->state, json_object_get(late, "event"),
+                                             response);
+            if (rc != WH_OK) {
+                wh_warn(inst->name, "late answer not delivered: %s", wh_strerror(rc));
+            }
+        }
+        json_decref(late);
+        json_decref(msg);
+        return;
     }
     if (r) {
         pending_remove(gw, r);
@@ -624,6 +723,13 @@ static int64_t expire_pending(wh_gateway *gw)
             wh_info(r->inst->name,
                     "fallback answer: no answer from the engine within %ld ms request=%s",
                     r->wh.deadline_ms, r->reqid);
+            if (r->inst->plugin->desc.late && r->event) {
+                /* the connector can still deliver an answer that comes later */
+                json_object_set_new(gw->late, r->reqid,
+                                    json_pack("{s:s, s:O, s:I}", "instance", r->inst->name,
+                                              "event", r->event, "until",
+                                              (json_int_t)(now + LATE_KEEP_MS)));
+            }
             build_answer(r, r->wh.fallback);
             resume_ready(r);
             continue;
@@ -632,6 +738,16 @@ static int64_t expire_pending(wh_gateway *gw)
             next = r->deadline;
         }
         pp = &r->next;
+    }
+    const char *id;
+    json_t *entry;
+    void *tmp;
+    json_object_foreach_safe(gw->late, tmp, id, entry)
+    {
+        if (json_integer_value(json_object_get(entry, "until")) <= now ||
+            json_object_size(gw->late) > LATE_MAX) {
+            json_object_del(gw->late, id);
+        }
     }
     pthread_mutex_unlock(&gw->lock);
     return next - now;
@@ -707,6 +823,9 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
     gw->instances = instances;
     gw->store = store;
     gw->started = wh_mono_ms();
+    gw->seen = json_object();
+    gw->seen_order = json_array();
+    gw->late = json_object();
     pthread_mutex_init(&gw->lock, NULL);
 
     gw->pub = wh_pub_new(zctx, ends, 5000);
@@ -797,6 +916,9 @@ void wh_gateway_destroy(wh_gateway **pgw)
     }
     wh_sub_destroy(&gw->sub);
     wh_pub_destroy(&gw->pub);
+    json_decref(gw->seen);
+    json_decref(gw->seen_order);
+    json_decref(gw->late);
     pthread_mutex_destroy(&gw->lock);
     free(gw);
     *pgw = NULL;
@@ -947,6 +1069,74 @@ int wh_wh_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
     wh->wait = 1;
     wh->deadline_ms = deadline_ms;
     return wh->fallback ? WH_OK : WH_ERR_NOMEM;
+}
+
+typedef struct seen_q {
+    const char *source, *id;
+    json_t *rows;
+} seen_q;
+
+static int read_seen(sqlite3 *db, void *ud)
+{
+    seen_q *q = ud;
+    return wh_sql_query(db, "SELECT answer FROM seen WHERE source = ?1 AND id = ?2",
+                        json_pack("[s, s]", q->source, q->id), &q->rows);
+}
+
+static void answer_duplicate(struct wh_webhook *wh, const json_t *answer)
+{
+    wh->duplicate = 1;
+    if (json_is_object(answer)) {
+        wh_wh_answer(wh, (int)json_integer_value(json_object_get(answer, "status")),
+                     json_string_value(json_object_get(answer, "ctype")),
+                     json_string_value(json_object_get(answer, "body")),
+                     json_string_length(json_object_get(answer, "body")));
+    } else {
+        static const char in_progress[] = "{\"ok\":true,\"duplicate\":true}";
+        wh_wh_answer(wh, 200, CTYPE_JSON, in_progress, sizeof in_progress - 1);
+    }
+}
+
+int wh_wh_dedupe(wh_webhook *wh, const char *id)
+{
+    wh_request *r = wh->req;
+    wh_gateway *gw = r->gw;
+    if (!id || !*id || r->dedupe_key) {
+        return WH_ERR_INVALID;
+    }
+    wh_buf key = {0};
+    wh_buf_printf(&key, "%s\n%s", r->inst->name, id);
+    if (!key.data) {
+        return WH_ERR_NOMEM;
+    }
+    pthread_mutex_lock(&gw->lock);
+    json_t *cached = json_object_get(gw->seen, key.data);
+    if (cached) {
+        answer_duplicate(wh, cached);
+        pthread_mutex_unlock(&gw->lock);
+        wh_buf_free(&key);
+        return 1;
+    }
+    pthread_mutex_unlock(&gw->lock);
+    /* not in memory: the state file remembers across restarts */
+    seen_q q = {r->inst->name, id, NULL};
+    if (gw->store && wh_store_read(gw->store, read_seen, &q) == WH_OK &&
+        json_array_size(q.rows) > 0) {
+        json_t *answer = json_loads(
+            json_string_value(json_object_get(json_array_get(q.rows, 0), "answer")), 0, NULL);
+        answer_duplicate(wh, answer);
+        json_decref(answer);
+        json_decref(q.rows);
+        wh_buf_free(&key);
+        return 1;
+    }
+    json_decref(q.rows);
+    pthread_mutex_lock(&gw->lock);
+    seen_remember(gw, key.data, NULL); /* in progress */
+    pthread_mutex_unlock(&gw->lock);
+    r->dedupe_key = key.data;
+    r->dedupe_id = strdup(id);
+    return r->dedupe_id ? 0 : WH_ERR_NOMEM;
 }
 
 void wh_wh_done(wh_webhook *wh)

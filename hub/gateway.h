@@ -51,6 +51,7 @@ int wh_wh_reject(wh_webhook *wh, int status, const char *error, const char *deta
 int wh_wh_answer(wh_webhook *wh, int status, const char *ctype, const char *body, size_t len);
 int wh_wh_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback);
 void wh_wh_done(wh_webhook *wh);
+int wh_wh_dedupe(wh_webhook *wh, const char *id);
 int wh_reply_set(wh_reply *out, int status, const char *ctype, const char *body, size_t len);
 int wh_reply_header(wh_reply *out, const char *name, const char *value);
 #endif

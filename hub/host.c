@@ -95,6 +95,14 @@ static long host_retry_after(const wh_instance *inst, const char *value)
     return wh_retry_after_parse(value, host_now_ms(inst));
 }
 
+static int host_defer(wh_instance *inst, long delay_ms, void (*fn)(void *), void *user)
+{
+    if (!inst->svc || !inst->svc->http || !fn) {
+        return WH_ERR_STATE;
+    }
+    return wh_http_post(inst->svc->http, delay_ms, fn, user);
+}
+
 static const wh_host table = {
     .struct_size = sizeof(wh_host),
     .abi_minor = WH_ABI_MINOR,
@@ -128,6 +136,8 @@ static const wh_host table = {
     .json_path = host_json_path,
     .retry_after_ms = host_retry_after,
     .req_queries = wh_req_queries,
+    .defer = host_defer,
+    .dedupe = wh_wh_dedupe,
 };
 
 const wh_host *wh_host_table(void)

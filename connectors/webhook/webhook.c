@@ -28,6 +28,7 @@ typedef struct webhook {
     char *sig_header;
     char *sig_prefix;
     char *kind;
+    char *id_header;  /* the header naming each delivery, for de-duplication */
     long wait_ms;     /* > 0: the caller waits for the rule's respond */
     json_t *fallback; /* the answer when none comes in time */
 } webhook;
@@ -42,6 +43,9 @@ static const wh_option k_options[] = {
      "text before the hex digest in the signature header (may be empty)"},
     {"kind", WH_OPT_STRING, "\"event\"", 0,
      "the event kind; a first path segment (/hooks/<instance>/<kind>) overrides it"},
+    {"id_header", WH_OPT_STRING, NULL, 0,
+     "a header that names each delivery (GitHub: X-GitHub-Delivery): a delivery seen before is "
+     "answered again without running rules twice"},
     {"wait_ms", WH_OPT_INT, "0", 0,
      "when > 0, the caller waits up to this long for the matching rule's `respond` and gets "
      "it as its JSON answer"},
@@ -222,6 +226,7 @@ static void webhook_destroy(void *state)
         return;
     }
     json_decref(w->fallback);
+    free(w->id_header);
     if (w->secret) {
         /* volatile so the wipe is not optimised away */
         volatile char *p = w->secret;
@@ -269,6 +274,12 @@ static int webhook_init(const wh_host *host, wh_instance *inst, const json_t *co
     w->sig_header = opt_dup(config, "signature_header", "X-Hub-Signature-256");
     w->sig_prefix = opt_dup(config, "signature_prefix", "sha256=");
     w->kind = opt_dup(config, "kind", "event");
+    if (json_object_get(config, "id_header")) {
+        w->id_header = opt_dup(config, "id_header", "");
+        if (!w->id_header) {
+            goto fail_nomem;
+        }
+    }
     if (!w->sig_header || !w->sig_prefix || !w->kind) {
         goto fail_nomem;
     }
@@ -437,7 +448,15 @@ static int webhook_webhook(void *state, const wh_request *req, wh_webhook *wh)
         snprintf(kind, sizeof kind, "%s", w->kind);
     }
 
-    /* 3. Decode the body by media type. */
+    /* 3. A delivery seen before is answered as the first one was. */
+    if (w->id_header && WH_HOST_HAS(h, dedupe)) {
+        const char *id = h->req_header(req, w->id_header);
+        if (id && *id && h->dedupe(wh, id) == 1) {
+            return WH_OK;
+        }
+    }
+
+    /* 4. Decode the body by media type. */
     const char *ct = h->req_content_type(req);
     json_t *parsed = NULL;
     if (ct && is_json_media(ct, strlen(ct))) {
@@ -465,7 +484,7 @@ static int webhook_webhook(void *state, const wh_request *req, wh_webhook *wh)
         return refuse(h, wh, 415, "unsupported_media_type", detail);
     }
 
-    /* 4. The event. */
+    /* 5. The event. */
     json_t *query = NULL;
     if (qmark) {
         query = h->form_decode(qmark + 1, strlen(qmark + 1));

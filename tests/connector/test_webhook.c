@@ -377,7 +377,7 @@ static void test_descriptor(void)
             json_decref(d);
         }
     }
-    CHECK_INT(noptions, 6);
+    CHECK_INT(noptions, 7);
     CHECK(secret_flagged);
     CHECK_STR(g_desc->operations[0].name, "request");
     CHECK(g_desc->operations[1].name == NULL);

@@ -182,3 +182,32 @@ class CrashTest(HubTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DedupeTest(HubTest):
+    """A delivery id seen before is answered as the first time; rules run once,
+    also across a restart."""
+
+    def test_repeated_delivery_runs_rules_once(self):
+        h = self.hub("connectors:\n  gh:\n    type: webhook\n    id_header: X-GitHub-Delivery\n"
+                     "  console:\n    type: console\n",
+                     files={"rules/r.yaml": "rules:\n  - name: p\n    on: gh/*\n    do:\n"
+                            "      - call: console.say\n        with: { text: \"got {{body.n}}\" }\n"})
+        hdr = {"X-GitHub-Delivery": "d-1"}
+        s1, b1 = h.json_request("POST", "/hooks/gh", {"n": 1}, hdr)
+        self.assertEqual(s1, 200)
+        h.out.wait_for(r"got 1")
+        s2, b2 = h.json_request("POST", "/hooks/gh", {"n": 1}, hdr)
+        self.assertEqual((s2, b2), (s1, b1), "the same answer, the same event ids")
+        # a new id runs again; then the old id after a restart is still a duplicate
+        s3, b3 = h.json_request("POST", "/hooks/gh", {"n": 2}, {"X-GitHub-Delivery": "d-2"})
+        h.out.wait_for(r"got 2")
+        # events are handled in order, so a second "got 1" would be out by now
+        self.assertEqual(h.out.text().count("got 1"), 1)
+        self.assertEqual(h.stop(), 0)
+        h.start()
+        s4, b4 = h.json_request("POST", "/hooks/gh", {"n": 1}, hdr)
+        self.assertEqual((s4, b4), (s1, b1))
+        s5, b5 = h.json_request("POST", "/hooks/gh", {"n": 3}, {"X-GitHub-Delivery": "d-3"})
+        h.out.wait_for(r"got 3")
+        self.assertEqual(h.out.text().count("got 1"), 0, "stdout restarted; no replay")

@@ -300,6 +300,25 @@ typedef struct wh_host {
 
     /** All query arguments (decoded): object of name → value (last wins). Borrowed. */
     const json_t *(*req_queries)(const wh_request *req);
+
+    /**
+     * Run fn(user) on the delivery thread after delay_ms (0 = soon): timers for
+     * pacing, token refresh, polls of the connector's own. Any thread. fn runs
+     * exactly once when this returns WH_OK (at shutdown, possibly early).
+     */
+    int (*defer)(wh_instance *inst, long delay_ms, void (*fn)(void *user), void *user);
+
+    /**
+     * Say that this request delivers the platform's message `id` (Alexa's
+     * requestId, Slack's event_id). Returns 0 when `id` is new for this
+     * instance; the hub remembers it (durably, with the events) and the answer
+     * the caller gets. Returns 1 when `id` was seen before: the hub answers this
+     * request as it answered the first (or 200 {"ok":true,"duplicate":true}
+     * while the first is still in progress) and publishes nothing — rules run
+     * once. Call it after verifying and before emit(); after a 1, return WH_OK.
+     * Remembered for 24 hours.
+     */
+    int (*dedupe)(wh_webhook *wh, const char *id);
 } wh_host;
 
 /** True when the host's table has `member` (a service added in a later minor). */
@@ -383,6 +402,15 @@ typedef struct wh_connector {
 
     /** Operations, ending with {NULL}. NULL means none. */
     const wh_operation *operations;
+
+    /**
+     * Optional: the rule's answer arrived after the caller got the fallback
+     * (its deadline passed). The connector may still deliver it another way —
+     * Slack's response_url, a push. Called on the gateway's answer thread up to
+     * 30 minutes after the request; not called when no rule answered.
+     * Ownership: borrows event and response.
+     */
+    int (*late)(void *state, const json_t *event, const json_t *response);
 } wh_connector;
 
 /** The descriptor's first member. */
