@@ -27,7 +27,8 @@ class ReadmeDemoTest(HubTest):
         with open(os.path.join(SOURCE, "contrib", "demo", "wirehub.yaml")) as f:
             config = f.read()
         config = re.sub(r"(?m)^listen:.*$", "listen: 127.0.0.1:0", config)
-        config = re.sub(r"(?m)^rules:.*$", "rules: " + os.path.join(SOURCE, "rules"), config)
+        config = re.sub(r"(?m)^rules:.*$",
+                        "rules: " + os.path.join(SOURCE, "contrib", "demo", "rules"), config)
         h = self.hub(config)
         h.err.wait_for(r"accepting unsigned requests")
 
