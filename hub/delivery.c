@@ -120,7 +120,10 @@ static void publish_outcome(struct wh_delivery *d, job *j)
                             json_object_get(j->call, "run"), "outcome",
                             strcmp(j->state, "done") == 0 ? "ok" : "failed", "result", j->result,
                             "error", j->error, "attempts", j->attempt);
-    if (!msg || wh_pub_send(d->pub, "done/engine", msg) != 0) {
+    /* polls belong to the await part, every other call to a run of the engine */
+    const char *run = json_string_value(json_object_get(j->call, "run"));
+    const char *topic = run && strncmp(run, "await:", 6) == 0 ? "done/await" : "done/engine";
+    if (!msg || wh_pub_send(d->pub, topic, msg) != 0) {
         wh_error("delivery", "cannot tell the engine about call %s (it learns at restart)",
                  job_id(j));
     }
@@ -222,10 +225,11 @@ static void on_outcome(void *user, wh_outcome outcome, const json_t *result, lon
 static void attempt(void *ud)
 {
     job *j = ud;
+    const json_t *cursor = json_object_get(j->call, "cursor");
     int rc = wh_call_run(j->inst, json_string_value(json_object_get(j->call, "op")),
                          json_object_get(j->call, "args"),
-                         json_string_value(json_object_get(j->call, "key")), NULL, j->attempt,
-                         on_outcome, j);
+                         json_string_value(json_object_get(j->call, "key")),
+                         json_is_null(cursor) ? NULL : cursor, j->attempt, on_outcome, j);
     if (rc != WH_OK) {
         on_outcome(j, WH_CALL_FAIL, NULL, 0,
                    rc == WH_ERR_NOT_FOUND ? "no such operation" : wh_strerror(rc));
@@ -301,9 +305,10 @@ static int read_due(sqlite3 *db, void *ud)
 {
     json_t **rows = ud;
     return wh_sql_query(db,
-                        "SELECT id AS call, run_id AS run, instance, op, args, key, attempts FROM "
-                        "outbox WHERE state = 'pending' AND next_at_ms <= ?1 ORDER BY next_at_ms "
-                        "LIMIT 1000",
+                        "SELECT o.id AS call, o.run_id AS run, o.instance, o.op, o.args, o.key, "
+                        "o.attempts, c.cursor FROM outbox o LEFT JOIN conversations c ON "
+                        "o.run_id = 'await:' || c.id WHERE o.state = 'pending' AND o.next_at_ms "
+                        "<= ?1 ORDER BY o.next_at_ms LIMIT 1000",
                         json_pack("[I]", (json_int_t)wh_now_ms()), rows);
 }
 
@@ -320,6 +325,12 @@ static void scan(struct wh_delivery *d)
         json_t *args = json_loads(json_string_value(json_object_get(row, "args")),
                                   JSON_DECODE_ANY, NULL);
         json_object_set_new(row, "args", args ? args : json_object());
+        const char *cursor = json_string_value(json_object_get(row, "cursor"));
+        json_object_set_new(row, "cursor",
+                            cursor ? json_loads(cursor, JSON_DECODE_ANY, NULL) : json_null());
+        if (!json_object_get(row, "cursor")) {
+            json_object_set_new(row, "cursor", json_null());
+        }
         take(d, json_incref(row));
     }
     json_decref(rows);

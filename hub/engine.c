@@ -186,16 +186,87 @@ static void advance(wh_engine *e, pass *p, run *r)
         case WH_STEP_RESPOND:
             respond(p, r->w, wh_step_render_respond(s, r->ctx));
             break;
-        case WH_STEP_AWAIT:
-        case WH_STEP_STOP_AWAIT:
-            wh_warn("engine", "rule %s: await steps are not executed yet; step %zu skipped",
-                    wh_rule_name(r->rule), r->step + 1);
+        case WH_STEP_AWAIT: {
+            /* a conversation for the await part; the run goes on without waiting */
+            char conv[96];
+            snprintf(conv, sizeof conv, "%s.%zu", r->id, r->step + 1);
+            char *key = wh_step_render_key(s, r->ctx);
+            json_t *args = wh_step_render_with(s, r->ctx);
+            json_t *vars = wh_step_render_vars(s, r->ctx);
+            json_t *collect = NULL;
+            json_t *crit = wh_step_render_collect_if(s, r->ctx);
+            if (crit) {
+                collect = json_pack("{s:s, s:o}", "on", wh_step_collect_on(s), "if", crit);
+            }
+            wh_sqlbatch_add(p->sql,
+                            "INSERT OR IGNORE INTO conversations (id, key, run_id, instance, op, "
+                            "args, cursor, every_ms, until_ms, next_at_ms, vars, collect, state, "
+                            "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?10, "
+                            "?11, 'open', ?9)",
+                            json_pack("[s, s, s, s, s, o, I, I, I, o, o?]", conv, key ? key : "",
+                                      r->id, wh_step_instance(s), wh_step_op(s),
+                                      args ? args : json_object(),
+                                      (json_int_t)wh_step_every_ms(s),
+                                      (json_int_t)(p->now + wh_step_for_ms(s)),
+                                      (json_int_t)p->now, vars ? vars : json_object(), collect));
+            effect(p, "await/changed", json_pack("{s:s}", "opened", conv));
+            free(key);
             break;
+        }
+        case WH_STEP_STOP_AWAIT: {
+            char *key = wh_step_render_key(s, r->ctx);
+            wh_sqlbatch_add(p->sql,
+                            "UPDATE conversations SET state = 'closed' WHERE key = ?1 AND state "
+                            "= 'open'",
+                            json_pack("[s]", key ? key : ""));
+            effect(p, "await/changed", json_pack("{s:s?}", "closed", key));
+            free(key);
+            break;
+        }
         }
         r->step++;
     }
     save_run(p, r, "done", NULL);
     run_free(p, r);
+}
+
+static json_t *query(wh_engine *e, const char *sql, json_t *params);
+
+/* `load:` puts the replies stored under a key into the run's context. */
+typedef struct load_ctx {
+    wh_engine *e;
+    pass *p;
+    json_t *ctx;
+} load_ctx;
+
+static int load_one(void *ud, const char *name, const char *key, int unread)
+{
+    load_ctx *lc = ud;
+    json_t *rows = query(lc->e,
+                         unread ? "SELECT seq, id, author, text, time, source FROM replies WHERE "
+                                  "key = ?1 AND read = 0 ORDER BY seq"
+                                : "SELECT seq, id, author, text, time, source FROM replies WHERE "
+                                  "key = ?1 ORDER BY seq",
+                         json_pack("[s]", key));
+    if (!rows) {
+        rows = json_array();
+    }
+    json_int_t last = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        last = json_integer_value(json_object_get(row, "seq"));
+        json_object_del(row, "seq");
+    }
+    if (unread && last > 0) {
+        /* these are read now; a later run asking for unread ones gets only newer */
+        wh_sqlbatch_add(lc->p->sql,
+                        "UPDATE replies SET read = 1 WHERE key = ?1 AND read = 0 AND seq <= ?2",
+                        json_pack("[s, I]", key, last));
+    }
+    json_object_set_new(lc->ctx, name, rows);
+    return 0;
 }
 
 typedef struct match_ctx {
@@ -224,6 +295,8 @@ static int on_candidate(void *ud, const wh_rule *rule)
     r->ctx = json_copy(m->ctx); /* results bound by as: stay in this run */
     snprintf(r->id, sizeof r->id, "%s.%d", json_string_value(json_object_get(m->env, "id")),
              m->matched);
+    load_ctx lc = {m->e, m->p, r->ctx};
+    wh_rule_each_load(rule, m->ctx, load_one, &lc);
     wh_debug("engine", "rule %s matched run=%s", wh_rule_name(rule), r->id);
     wh_sqlbatch_add(m->p->sql,
                     "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, state, "
@@ -236,7 +309,7 @@ static int on_candidate(void *ud, const wh_rule *rule)
     if (m->w) {
         m->w->refs++;
         r->w = m->w;
-        respond(m->p, m->w, wh_rule_render_respond(rule, m->ctx));
+        respond(m->p, m->w, wh_rule_render_respond(rule, r->ctx));
     }
     advance(m->e, m->p, r);
     return wh_rule_stop(rule);

@@ -10,10 +10,12 @@
  *   4. instances    connector init(), in config order
  *   5. delivery     executes calls published on out/<instance>
  *   6. engine       rules: events in, calls and answers out
+ *      await        conversations: polls on schedule, pushed replies
  *   7. watcher      reloads rules when their directory changes
  *   8. gateway      HTTP in; last, so nothing arrives before the rest is up
  */
 #include "hub.h"
+#include "await.h"
 #include "bus.h"
 #include "delivery.h"
 #include "engine.h"
@@ -41,6 +43,7 @@ struct wh_hub {
     int instances_up;
     wh_delivery *delivery;
     wh_engine *engine;
+    wh_await *await;
     wh_watch *watch;
     pthread_mutex_t reload_lock;
     wh_gateway *gateway;
@@ -136,6 +139,12 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
         wh_error("hub", "engine: %s", err);
         goto fail;
     }
+    hub->await = wh_await_new(hub->store, wh_bus_zctx(hub->bus), wh_bus_inproc(hub->bus), err,
+                              sizeof err);
+    if (!hub->await) {
+        wh_error("hub", "await: %s", err);
+        goto fail;
+    }
     hub->cfg = cfg;
     hub->watch = wh_watch_new(cfg->rules_dir, 250, reload_from_watch, hub); /* 7 */
     wh_gateway_opts gopts = cfg->gateway; /* 8 */
@@ -181,7 +190,8 @@ void wh_hub_stop(wh_hub **phub)
     }
     wh_gateway_destroy(&hub->gateway); /* 8 */
     wh_watch_destroy(&hub->watch);     /* 7 */
-    wh_engine_destroy(&hub->engine);   /* 6 */
+    wh_await_destroy(&hub->await);     /* 6 */
+    wh_engine_destroy(&hub->engine);
     wh_delivery_stop(hub->delivery);   /* 5: no new calls… */
     wh_http_destroy(&hub->http);       /* 2: …in-flight calls end before their connectors do */
     wh_store_close(&hub->store);       /* 0: their outcomes are written (delivery still exists) */

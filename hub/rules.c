@@ -1744,6 +1744,14 @@ wh_match *wh_step_render_collect(const wh_step *s, const json_t *ctx)
     return m;
 }
 
+json_t *wh_step_render_collect_if(const wh_step *s, const json_t *ctx)
+{
+    if (!s || !s->collect_on) {
+        return NULL;
+    }
+    return s->collect_if ? tn_render(s->collect_if, ctx) : json_object();
+}
+
 int wh_rule_each_load(const wh_rule *rule, const json_t *ctx,
                       int (*fn)(void *ud, const char *name, const char *key, int unread), void *ud)
 {

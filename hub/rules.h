@@ -220,6 +220,12 @@ int wh_rule_has_respond(const wh_rule *rule);
  * Ownership: borrows; returns a new matcher the caller frees with wh_match_destroy().
  */
 wh_match *wh_step_render_collect(const wh_step *s, const json_t *ctx);
+/**
+ * The same criteria rendered but not compiled (to store with a conversation
+ * and compile later): a new reference, {} when the collect has no `if`, NULL
+ * when the step has no collect.
+ */
+json_t *wh_step_render_collect_if(const wh_step *s, const json_t *ctx);
 
 /**
  * Call fn(ud, name, key, unread) for each `load` entry in order, the key

@@ -890,9 +890,187 @@ done:
     return WH_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Operation `poll`: a JSON endpoint that lists items, for `await` steps.    */
+
+static const wh_option k_poll_args[] = {
+    {"url", WH_OPT_STRING, NULL, WH_OPT_REQUIRED, "absolute http:// or https:// URL (GET)"},
+    {"headers", WH_OPT_OBJECT, NULL, 0, "extra request headers: object of name -> string"},
+    {"items", WH_OPT_STRING, "\"items\"", 0, "dotted path of the item list in the response"},
+    {"cursor", WH_OPT_STRING, "\"cursor\"", 0, "dotted path of the next cursor in the response"},
+    {"cursor_param", WH_OPT_STRING, "\"cursor\"", 0,
+     "query parameter that carries the previous cursor"},
+    {"timeout_ms", WH_OPT_INT, NULL, 0, "whole-exchange timeout"},
+    {NULL, 0, NULL, 0, NULL},
+};
+
+typedef struct poll_ctx {
+    const webhook *w;
+    wh_call *call;
+    char *items_path, *cursor_path;
+    json_t *prev_cursor;
+} poll_ctx;
+
+static void poll_ctx_free(poll_ctx *p)
+{
+    free(p->items_path);
+    free(p->cursor_path);
+    json_decref(p->prev_cursor);
+    free(p);
+}
+
+static void poll_done(void *user, const wh_http_response *r)
+{
+    poll_ctx *p = user;
+    const wh_host *h = p->w->host;
+    char err[256];
+    if (r->status == 0) {
+        snprintf(err, sizeof err, "poll: %s",
+                 r->timed_out ? "timed out" : (r->error ? r->error : "no response"));
+        h->complete(p->call, WH_CALL_RETRY, NULL, 0, err);
+        poll_ctx_free(p);
+        return;
+    }
+    if (r->status < 200 || r->status > 299) {
+        snprintf(err, sizeof err, "HTTP %d", r->status);
+        int retry = r->status == 408 || r->status == 429 || r->status >= 500;
+        long after = 0;
+        const char *ra = json_string_value(json_object_get(r->headers, "retry-after"));
+        if (retry && ra) {
+            after = h->retry_after_ms(p->w->inst, ra);
+        }
+        h->complete(p->call, retry ? WH_CALL_RETRY : WH_CALL_FAIL, NULL, after > 0 ? after : 0,
+                    err);
+        poll_ctx_free(p);
+        return;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body ? r->body : "", r->body_len, JSON_DECODE_ANY, &jerr);
+    const json_t *list = doc ? h->json_path(doc, p->items_path) : NULL;
+    if (!json_is_array(list)) {
+        snprintf(err, sizeof err, "poll: the response has no list at '%s'", p->items_path);
+        h->complete(p->call, WH_CALL_RETRY, NULL, 0, err);
+        json_decref(doc);
+        poll_ctx_free(p);
+        return;
+    }
+    json_t *items = json_array();
+    size_t i;
+    json_t *it;
+    json_array_foreach(list, i, it)
+    {
+        const json_t *id = json_object_get(it, "id");
+        if (!json_is_object(it) || !(json_is_string(id) || json_is_integer(id))) {
+            continue; /* an item must say who it is to be stored once */
+        }
+        json_t *copy = json_deep_copy(it);
+        if (json_is_integer(id)) {
+            char buf[32];
+            snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(id));
+            json_object_set_new(copy, "id", json_string(buf));
+        }
+        json_array_append_new(items, copy);
+    }
+    const json_t *next = h->json_path(doc, p->cursor_path);
+    json_t *result = json_pack("{s:o, s:O}", "items", items, "cursor",
+                               next && !json_is_null(next)
+                                   ? next
+                                   : (p->prev_cursor ? p->prev_cursor : json_null()));
+    h->complete(p->call, WH_CALL_OK, result, 0, NULL);
+    json_decref(doc);
+    poll_ctx_free(p);
+}
+
+static int op_poll(void *state, wh_call *call, const json_t *args)
+{
+    const webhook *w = state;
+    const wh_host *h = w->host;
+    const char *url = json_string_value(json_object_get(args, "url"));
+    if (!url || !valid_url(url)) {
+        return h->complete(call, WH_CALL_FAIL, NULL, 0,
+                           "poll: `url` must be an absolute http:// or https:// URL");
+    }
+    const char *items = json_string_value(json_object_get(args, "items"));
+    const char *cursor = json_string_value(json_object_get(args, "cursor"));
+    const char *param = json_string_value(json_object_get(args, "cursor_param"));
+    poll_ctx *p = calloc(1, sizeof *p);
+    if (!p) {
+        return WH_ERR_NOMEM;
+    }
+    p->w = w;
+    p->call = call;
+    p->items_path = strdup(items ? items : "items");
+    p->cursor_path = strdup(cursor ? cursor : "cursor");
+    const json_t *prev = h->call_cursor(call);
+    p->prev_cursor = prev ? json_deep_copy(prev) : NULL;
+    sbuf full = {0};
+    sb_puts(&full, url);
+    if (prev && !json_is_null(prev)) {
+        char num[32];
+        const char *v = json_string_value(prev);
+        if (!v && json_is_integer(prev)) {
+            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(prev));
+            v = num;
+        }
+        if (v) {
+            sb_puts(&full, strchr(url, '?') ? "&" : "?");
+            form_escape(&full, param ? param : "cursor", strlen(param ? param : "cursor"));
+            sb_puts(&full, "=");
+            form_escape(&full, v, strlen(v));
+        }
+    }
+    /* headers: "Name: value" lines, the same checks as `request` */
+    const json_t *hdrs = json_object_get(args, "headers");
+    size_t n = json_object_size(hdrs);
+    char **lines = calloc(n + 2, sizeof *lines);
+    size_t k = 0;
+    const char *name;
+    const json_t *val;
+    int bad = !lines || !p->items_path || !p->cursor_path || !full.data;
+    json_object_foreach((json_t *)hdrs, name, val)
+    {
+        const char *v = json_string_value(val);
+        if (bad || !v || !is_token(name, 256) || strpbrk(v, "\r\n")) {
+            bad = 1;
+            break;
+        }
+        size_t len = strlen(name) + strlen(v) + 3;
+        lines[k] = malloc(len);
+        if (!lines[k]) {
+            bad = 1;
+            break;
+        }
+        snprintf(lines[k++], len, "%s: %s", name, v);
+    }
+    int rc = WH_OK;
+    if (bad) {
+        h->complete(call, WH_CALL_FAIL, NULL, 0, "poll: bad `headers` (strings, no line breaks)");
+        poll_ctx_free(p);
+    } else {
+        lines[k] = (char *)"Accept: application/json";
+        wh_http_request req = {sizeof req, "GET", full.data, (const char *const *)lines, NULL, 0,
+                               (long)json_integer_value(json_object_get(args, "timeout_ms")), 0};
+        rc = h->http(w->inst, &req, poll_done, p);
+        if (rc != WH_OK) {
+            poll_ctx_free(p);
+            h->complete(call, WH_CALL_RETRY, NULL, 0, "poll: cannot start the request");
+            rc = WH_OK;
+        }
+        lines[k] = NULL;
+    }
+    for (size_t i = 0; lines && i < k; i++) {
+        free(lines[i]);
+    }
+    free(lines);
+    free(full.data);
+    return rc;
+}
+
 static const wh_operation k_operations[] = {
     {"request", "Send one HTTP request; result {status, headers, body}", k_request_args, op_request,
      0},
+    {"poll", "GET a JSON list of items (each with an id); result {items, cursor}", k_poll_args,
+     op_poll, WH_OP_POLL},
     {NULL, NULL, NULL, NULL, 0},
 };
 

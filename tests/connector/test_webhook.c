@@ -380,7 +380,9 @@ static void test_descriptor(void)
     CHECK_INT(noptions, 7);
     CHECK(secret_flagged);
     CHECK_STR(g_desc->operations[0].name, "request");
-    CHECK(g_desc->operations[1].name == NULL);
+    CHECK_STR(g_desc->operations[1].name, "poll");
+    CHECK((g_desc->operations[1].flags & WH_OP_POLL) != 0);
+    CHECK(g_desc->operations[2].name == NULL);
     int url_required = 0;
     for (const wh_option *a = g_desc->operations[0].args; a && a->name; a++) {
         if (strcmp(a->name, "url") == 0) {

@@ -1,0 +1,122 @@
+"""Awaiting replies through the real binary: an `await` step polls a fake
+thread on schedule with the cursor of the previous poll, stores only new
+items under its key, publishes each as an `in/<instance>/reply` event with
+`key`, `unread` and `vars`, takes pushed events (`collect`), stops at `for`
+or on `stop_await`; `load` with `unread` reads and marks replies."""
+import json
+import os
+import sqlite3
+import time
+import unittest
+
+from whtest import FakeAPI, HubTest, wait_until
+
+CONFIG = """
+connectors:
+  in:
+    type: webhook
+  ask:
+    type: webhook
+    wait_ms: 5000
+  api:
+    type: webhook
+  console:
+    type: console
+"""
+
+RULES = """
+rules:
+  - name: start
+    on: in/start
+    do:
+      - await: api.poll
+        with: { url: "%(url)s/thread/{{body.who}}" }
+        key: "thread/{{body.who}}"
+        every: 1s
+        for: %(for)s
+        vars: { who: "{{body.who}}" }
+        collect: { on: in/push, if: { body.thread: "{{body.who}}" } }
+  - name: on-reply
+    on: api/reply
+    do:
+      - call: console.say
+        with: { text: "reply {{id}} from {{author}} for {{vars.who}} unread={{unread}} key={{key}}" }
+  - name: read
+    on: ask/read
+    load: { replies: { key: "thread/{{body.who}}", unread: true } }
+    respond:
+      text: "{{#replies}}{{author}}: {{text}}; {{/replies}}{{^replies}}nothing new{{/replies}}"
+  - name: all
+    on: ask/all
+    load: { replies: "thread/{{body.who}}" }
+    respond: { text: "{{#replies}}{{author}} {{/replies}}" }
+  - name: stop
+    on: in/stop
+    do:
+      - stop_await: "thread/{{body.who}}"
+"""
+
+
+class AwaitTest(HubTest):
+    def setUp(self):
+        super().setUp()
+        self.items = []
+        self.api = FakeAPI({"/thread/ana": [(200, {}, lambda rec: {
+            "items": list(self.items), "cursor": self.items[-1]["id"] if self.items else None})]})
+        self.addCleanup(self.api.close)
+
+    def start(self, for_="30s"):
+        return self.hub(CONFIG, files={"rules/r.yaml": RULES % {"url": self.api.url, "for": for_}})
+
+    def conv_state(self, h):
+        db = sqlite3.connect(os.path.join(h.dir, "wirehub.db"))
+        try:
+            return [r[0] for r in db.execute("SELECT state FROM conversations")]
+        finally:
+            db.close()
+
+    def test_polls_store_new_items_and_load_unread(self):
+        h = self.start()
+        self.assertEqual(h.json_request("POST", "/hooks/in/start", {"who": "ana"})[0], 200)
+        self.api.wait_requests(1, "/thread/ana")
+        self.items.append({"id": "1", "author": "Ben", "text": "great, send the slides"})
+        h.out.wait_for(r"^\[console\] reply 1 from Ben for ana unread=1 key=thread/ana$")
+        self.items.append({"id": "2", "author": "Chen", "text": "I'll join at three"})
+        h.out.wait_for(r"^\[console\] reply 2 from Chen for ana unread=2 key=thread/ana$")
+        # later polls carry the cursor and return both items again: nothing is stored twice
+        n = len(self.api.requests)
+        self.api.wait_requests(n + 2, "/thread/ana")
+        self.assertTrue(any("cursor=2" in r["path"] for r in self.api.requests))
+        self.assertEqual(h.out.text().count("reply 1 from"), 1)
+        self.assertEqual(h.out.text().count("reply 2 from"), 1)
+        # load unread: both, then nothing new; load without unread: all
+        s, b = h.json_request("POST", "/hooks/ask/read", {"who": "ana"})
+        self.assertEqual(b, {"text": "Ben: great, send the slides; Chen: I'll join at three; "})
+        s, b = h.json_request("POST", "/hooks/ask/read", {"who": "ana"})
+        self.assertEqual(b, {"text": "nothing new"})
+        s, b = h.json_request("POST", "/hooks/ask/all", {"who": "ana"})
+        self.assertEqual(b, {"text": "Ben Chen "})
+        r = h.cmd("replies", "-c", h.config_path, "thread/ana")
+        rows = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertEqual([(x["id"], x["author"], x["read"]) for x in rows],
+                         [("1", "Ben", True), ("2", "Chen", True)])
+        # a pushed event that matches the collect is a reply too
+        s, b = h.json_request("POST", "/hooks/in/push", {"thread": "ana", "text": "pushed"})
+        h.out.wait_for(r"^\[console\] reply [0-9a-f]{32} from .* for ana unread=1")
+        # stop_await closes it: polls end
+        h.json_request("POST", "/hooks/in/stop", {"who": "ana"})
+        wait_until(lambda: self.conv_state(h) == ["closed"], 10, "the conversation closed")
+
+    def test_polling_stops_at_for(self):
+        h = self.start(for_="2s")
+        h.json_request("POST", "/hooks/in/start", {"who": "ana"})
+        self.api.wait_requests(1, "/thread/ana")
+        wait_until(lambda: self.conv_state(h) == ["closed"], 10, "the conversation closed at `for`")
+        n = len(self.api.requests)
+        # two poll periods later, no poll has been made
+        time.sleep(2.5)
+        self.assertEqual(len(self.api.requests), n)
+
+
+if __name__ == "__main__":
+    unittest.main()
