@@ -231,6 +231,13 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
                 json_decref(item);
             }
         }
+        /* long polls of the replies API wait on this */
+        char rtopic[WH_TOPIC_MAX];
+        if ((size_t)snprintf(rtopic, sizeof rtopic, "reply/%s", key) < sizeof rtopic) {
+            json_t *note = json_pack("{s:s, s:I}", "key", key, "unread", unread);
+            wh_pub_send(a->pub, rtopic, note);
+            json_decref(note);
+        }
         wh_info("await", "stored %zu new repl%s key=%s unread=%lld", json_array_size(fresh),
                 json_array_size(fresh) == 1 ? "y" : "ies", key, (long long)unread);
     }

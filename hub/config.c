@@ -160,8 +160,63 @@ static const wh_option top_options[] = {
     {"bus", WH_OPT_OBJECT, NULL, 0, "bus endpoints for other processes"},
     {"gateway", WH_OPT_OBJECT, NULL, 0, "HTTP limits"},
     {"connectors", WH_OPT_OBJECT, "{}", 0, "named connector instances"},
+    {"api", WH_OPT_OBJECT, NULL, 0, "the replies API for clients that poll (off unless set)"},
     {NULL, 0, NULL, 0, NULL},
 };
+
+static const wh_option api_options[] = {
+    {"tokens", WH_OPT_OBJECT, NULL, WH_OPT_REQUIRED, "name: {token, keys}"},
+    {NULL, 0, NULL, 0, NULL},
+};
+
+static const wh_option token_options[] = {
+    {"token", WH_OPT_STRING, NULL, WH_OPT_REQUIRED | WH_OPT_SECRET, "the bearer token"},
+    {"keys", WH_OPT_ARRAY, NULL, WH_OPT_REQUIRED, "key prefixes this token may read"},
+    {NULL, 0, NULL, 0, NULL},
+};
+
+static int check_api(wh_config *cfg, json_t *api, json_t *errors)
+{
+    int problems = wh_options_apply(api_options, NULL, api, cfg->doc, "/api", errors);
+    json_t *tokens = json_object_get(api, "tokens");
+    const char *name;
+    json_t *t;
+    json_object_foreach(json_is_object(tokens) ? tokens : NULL, name, t)
+    {
+        char *ptr = wh_ptr_child_dup("/api/tokens", name);
+        if (!json_is_object(t)) {
+            wh_doc_value_error(cfg->doc, errors, ptr, "token '%s' must be a mapping", name);
+            problems++;
+        } else {
+            problems += wh_options_apply(token_options, NULL, t, cfg->doc, ptr, errors);
+            const json_t *tok = json_object_get(t, "token");
+            if (json_is_string(tok) && json_string_length(tok) < 16) {
+                char *tp = wh_ptr_child_dup(ptr, "token");
+                wh_doc_value_error(cfg->doc, errors, tp,
+                                   "token '%s' is shorter than 16 characters", name);
+                free(tp);
+                problems++;
+            }
+            size_t i;
+            json_t *k;
+            json_array_foreach(json_object_get(t, "keys"), i, k)
+            {
+                if (!json_is_string(k)) {
+                    char *kp = wh_ptr_child_dup(ptr, "keys");
+                    wh_doc_value_error(cfg->doc, errors, kp, "keys must be strings");
+                    free(kp);
+                    problems++;
+                    break;
+                }
+            }
+        }
+        free(ptr);
+    }
+    if (!problems) {
+        cfg->api_tokens = tokens;
+    }
+    return problems;
+}
 
 static const wh_option bus_options[] = {
     {"bind", WH_OPT_ANY, NULL, 0, "endpoint or list of endpoints (ipc:// or tcp://)"},
@@ -362,6 +417,11 @@ wh_config *wh_config_load(const char *path, json_t *errors)
     }
     cfg->gateway.host = cfg->listen_host;
     cfg->gateway.port = cfg->listen_port;
+
+    json_t *api = json_object_get(root, "api");
+    if (json_is_object(api)) {
+        problems += check_api(cfg, api, errors);
+    }
 
     /* connectors */
     json_t *connectors = json_object_get(root, "connectors");

@@ -22,6 +22,7 @@ typedef struct wh_config {
     int log_level;        /**< `log_level` */
     wh_gateway_opts gateway;     /**< `gateway:` limits */
     wh_instances *instances;     /**< loaded plugins, validated configs, not yet inited */
+    const json_t *api_tokens;    /**< `api.tokens` (borrowed from doc), NULL: API off */
 } wh_config;
 
 /** The config file used when -c is not given: $WIREHUB_CONFIG or ./wirehub.yaml. */

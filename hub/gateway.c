@@ -13,6 +13,7 @@
  * time: MHD's until it is suspended, then whoever resumes it.
  */
 #include "gateway.h"
+#include "api.h"
 #include "envelope.h"
 #include "log.h"
 #include "sqlbatch.h"
@@ -80,6 +81,9 @@ struct wh_request {
     json_t *outgoing; /* [[topic, envelope text]]: published once journaled */
     json_t *journal;  /* the INSERTs that journal them */
     char *ids;        /* the default answer's "events" array, as JSON text */
+    char *poll_key;   /* a long poll's key (GET /v1/replies/<key>?wait=…) */
+    int poll_unread, poll_peek;
+    char *poll_since;
     char *dedupe_key; /* "<instance>\n<id>" when the connector called dedupe() */
     char *dedupe_id;
     struct wh_request *next; /* pending list */
@@ -103,6 +107,8 @@ struct wh_gateway {
     json_t *seen;       /* dedupe cache: key → answer object, or null while in progress */
     json_t *seen_order; /* keys, oldest first, to bound the cache */
     json_t *late;       /* request id → {instance, event, until}: answers that may come late */
+    wh_api *api;        /* the replies API, or NULL when not configured */
+    wh_request *pollers; /* long polls waiting for a reply under their key */
     atomic_int async_webhooks;
     atomic_int live;
     atomic_int stopping;
@@ -198,6 +204,8 @@ static void request_free(wh_request *r)
     free(r->ids);
     free(r->dedupe_key);
     free(r->dedupe_id);
+    free(r->poll_key);
+    free(r->poll_since);
     free(r);
 }
 
@@ -511,6 +519,112 @@ static void note_remote(wh_request *r)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* the replies API: GET /v1/replies/<key>                               */
+
+static int truthy(const char *v)
+{
+    return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "yes") == 0);
+}
+
+static void replies_answer(wh_gateway *gw, wh_request *r, const char *key)
+{
+    size_t n = 0;
+    json_t *body = wh_api_replies(gw->api, key, r->poll_unread, r->poll_peek, r->poll_since, &n);
+    if (!body) {
+        reply_error(&r->reply, 503, "store_unavailable", "cannot read the replies; retry");
+        return;
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "{}", text ? strlen(text) : 2);
+    free(text);
+    json_decref(body);
+}
+
+static enum MHD_Result replies_route(wh_gateway *gw, wh_request *r, const char *key,
+                                     const char *method)
+{
+    struct MHD_Connection *conn = r->conn;
+    if (!gw->api) {
+        return queue_error(conn, 404, "not_found",
+                           "the replies API is off (configure api.tokens to turn it on)", NULL);
+    }
+    if (strcmp(method, "GET") != 0) {
+        return queue_error(conn, 405, "method_not_allowed", "the replies API answers GET", "GET");
+    }
+    if (!*key) {
+        return queue_error(conn, 404, "not_found", "GET /v1/replies/<key>", NULL);
+    }
+    int auth = wh_api_auth(gw->api,
+                           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
+    if (auth == 401) {
+        note_remote(r);
+        wh_info("gateway", "refused status=401 error=unauthorized route=replies remote=%s",
+                r->remote);
+        return queue_error(conn, 401, "unauthorized", "a valid bearer token is required", NULL);
+    }
+    if (auth == 403) {
+        return queue_error(conn, 403, "forbidden", "this token may not read that key", NULL);
+    }
+    r->poll_unread = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "unread"));
+    r->poll_peek = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "peek"));
+    const char *since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
+    const char *wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait");
+    long wait_s = 0;
+    if (wait) {
+        char *end;
+        wait_s = strtol(wait, &end, 10);
+        if (end == wait || *end || wait_s < 0) {
+            return queue_error(conn, 400, "bad_wait", "wait must be whole seconds (at most 60)",
+                               NULL);
+        }
+        wait_s = wait_s > 60 ? 60 : wait_s;
+    }
+    r->poll_since = since ? strdup(since) : NULL;
+    r->poll_key = strdup(key);
+    if (!r->poll_key || (since && !r->poll_since)) {
+        return MHD_NO;
+    }
+    pthread_mutex_lock(&gw->lock);
+    size_t n = 0;
+    json_t *peek = wait_s > 0 ? wh_api_replies(gw->api, key, r->poll_unread, 1, r->poll_since, &n)
+                              : NULL;
+    json_decref(peek);
+    if (wait_s > 0 && n == 0 && !atomic_load(&gw->stopping)) {
+        /* nothing yet: hold the request (no thread) until a reply lands or the wait ends */
+        r->deadline = wh_mono_ms() + wait_s * 1000;
+        r->state = ST_WAITING;
+        r->next = gw->pollers;
+        gw->pollers = r;
+        r->suspended = 1;
+        MHD_suspend_connection(conn);
+        pthread_mutex_unlock(&gw->lock);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&gw->lock);
+    replies_answer(gw, r, key);
+    r->state = ST_DONE;
+    return queue_reply(conn, &r->reply);
+}
+
+/* A reply was stored under `key` (or the wait ended): answer those polls. Holds gw->lock. */
+static void wake_pollers(wh_gateway *gw, const char *key, int64_t now)
+{
+    wh_request **pp = &gw->pollers;
+    while (*pp) {
+        wh_request *r = *pp;
+        int due = r->deadline <= now || atomic_load(&gw->stopping);
+        if (due || (key && strcmp(r->poll_key, key) == 0)) {
+            *pp = r->next;
+            r->next = NULL;
+            replies_answer(gw, r, r->poll_key);
+            resume_ready(r);
+            continue;
+        }
+        pp = &r->next;
+    }
+}
+
 static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, const char *method)
 {
     struct MHD_Connection *conn = r->conn;
@@ -519,6 +633,9 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
             return queue_error(conn, 405, "method_not_allowed", "/healthz answers GET", "GET, HEAD");
         }
         return healthz(gw, conn);
+    }
+    if (strncmp(url, "/v1/replies/", 12) == 0) {
+        return replies_route(gw, r, url + 12, method);
     }
     if (strncmp(url, "/hooks/", 7) != 0) {
         return queue_error(conn, 404, "not_found", "no such route; webhooks go to /hooks/<instance>",
@@ -742,6 +859,7 @@ static int64_t expire_pending(wh_gateway *gw)
     const char *id;
     json_t *entry;
     void *tmp;
+    wake_pollers(gw, NULL, now);
     json_object_foreach_safe(gw->late, tmp, id, entry)
     {
         if (json_integer_value(json_object_get(entry, "until")) <= now ||
@@ -769,7 +887,13 @@ static void *resp_main(void *arg)
             break;
         }
         if (got == 1) {
-            answer_from_bus(gw, topic, raw, len);
+            if (strncmp(topic, "reply/", 6) == 0) {
+                pthread_mutex_lock(&gw->lock);
+                wake_pollers(gw, topic + 6, wh_mono_ms());
+                pthread_mutex_unlock(&gw->lock);
+            } else {
+                answer_from_bus(gw, topic, raw, len);
+            }
             free(topic);
             free(raw);
         }
@@ -831,8 +955,11 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
     gw->pub = wh_pub_new(zctx, ends, 5000);
     char prefix[128];
     snprintf(prefix, sizeof prefix, "resp/%s/", gw->node);
-    const char *prefixes[] = {prefix, NULL};
+    const char *prefixes[] = {prefix, opts->api_tokens ? "reply/" : NULL, NULL};
     gw->sub = wh_sub_new(zctx, ends, prefixes, 5000);
+    if (opts->api_tokens && store) {
+        gw->api = wh_api_new(opts->api_tokens, store);
+    }
     if (!gw->pub || !gw->sub) {
         snprintf(err, errsize, "cannot join the bus");
         goto fail;
@@ -899,6 +1026,7 @@ void wh_gateway_destroy(wh_gateway **pgw)
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&gw->lock);
+    wake_pollers(gw, NULL, INT64_MAX);
     while (gw->pending) {
         wh_request *r = gw->pending;
         pending_remove(gw, r);
@@ -919,6 +1047,7 @@ void wh_gateway_destroy(wh_gateway **pgw)
     json_decref(gw->seen);
     json_decref(gw->seen_order);
     json_decref(gw->late);
+    wh_api_destroy(&gw->api);
     pthread_mutex_destroy(&gw->lock);
     free(gw);
     *pgw = NULL;

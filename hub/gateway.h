@@ -19,6 +19,7 @@ typedef struct wh_gateway_opts {
     unsigned max_pending;     /**< requests held for the engine (default 1024) → 429 above */
     unsigned threads;         /**< HTTP threads (default 2) */
     const char *node;         /**< this process's node id (resp/<node>/…) */
+    const json_t *api_tokens; /**< the replies API's tokens; NULL: /v1/ is off */
 } wh_gateway_opts;
 
 typedef struct wh_gateway wh_gateway;

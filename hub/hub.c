@@ -149,6 +149,7 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     hub->watch = wh_watch_new(cfg->rules_dir, 250, reload_from_watch, hub); /* 7 */
     wh_gateway_opts gopts = cfg->gateway; /* 8 */
     gopts.node = hub->node;
+    gopts.api_tokens = cfg->api_tokens;
     hub->gateway = wh_gateway_new(&gopts, cfg->instances, hub->store, wh_bus_zctx(hub->bus),
                                   wh_bus_inproc(hub->bus), err, sizeof err);
     if (!hub->gateway) {

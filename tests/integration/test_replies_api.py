@@ -1,0 +1,115 @@
+"""The replies API through the real binary: bearer tokens limited to key
+prefixes (401/403), unread and peek, since, and long polls that return when a
+reply lands or when the wait ends."""
+import threading
+import time
+import unittest
+
+from whtest import FakeAPI, HubTest
+
+CONFIG = """
+connectors:
+  in:
+    type: webhook
+  api:
+    type: webhook
+api:
+  tokens:
+    phone:
+      token: "${env:WH_PHONE_TOKEN}"
+      keys: ["thread/"]
+    other:
+      token: "other-token-0123456789"
+      keys: ["elsewhere/"]
+"""
+
+RULES = """
+rules:
+  - name: start
+    on: in/start
+    do:
+      - await: api.poll
+        with: { url: "%(url)s/thread" }
+        key: "thread/ana"
+        every: 1s
+        for: 60s
+"""
+
+TOKEN = "phone-token-0123456789abcdef"
+
+
+class RepliesApiTest(HubTest):
+    def setUp(self):
+        super().setUp()
+        self.items = []
+        self.api = FakeAPI({"/thread": [(200, {}, lambda rec: {"items": list(self.items)})]})
+        self.addCleanup(self.api.close)
+        self.h = self.hub(CONFIG, files={"rules/r.yaml": RULES % {"url": self.api.url}},
+                          env={"WH_PHONE_TOKEN": TOKEN})
+
+    def get(self, path, token=TOKEN, timeout=10):
+        headers = {"Authorization": "Bearer " + token} if token else {}
+        return self.h.json_request("GET", path, headers=headers, timeout=timeout)
+
+    def add(self, i, author, text):
+        mark = len(self.h.err.lines)
+        self.items.append({"id": str(i), "author": author, "text": text})
+        self.h.err.wait_for(r"await: stored .* key=thread/ana", start=mark)
+
+    def test_auth(self):
+        s, b = self.get("/v1/replies/thread/ana", token=None)
+        self.assertEqual((s, b["error"]), (401, "unauthorized"))
+        s, b = self.get("/v1/replies/thread/ana", token="wrong-token-0123456789")
+        self.assertEqual(s, 401)
+        s, b = self.get("/v1/replies/thread/ana", token="other-token-0123456789")
+        self.assertEqual((s, b["error"]), (403, "forbidden"))
+        s, b = self.get("/v1/replies/private/x")
+        self.assertEqual(s, 403)
+        self.assertNotIn(TOKEN, self.h.err.text())
+
+    def test_unread_peek_since_and_long_poll(self):
+        self.h.json_request("POST", "/hooks/in/start", {})
+        self.api.wait_requests(1, "/thread")
+        self.add(1, "Ben", "great")
+        self.add(2, "Chen", "at three")
+        s, b = self.get("/v1/replies/thread%2Fana")  # the key is URL-decoded
+        self.assertEqual(s, 200)
+        self.assertEqual(b["key"], "thread/ana")
+        self.assertEqual([r["author"] for r in b["replies"]], ["Ben", "Chen"])
+        self.assertEqual(b["unread"], 2)
+        self.assertEqual(set(b["replies"][0]), {"id", "author", "text", "time", "source"})
+        s, b = self.get("/v1/replies/thread/ana?unread=1&peek=1")
+        self.assertEqual((len(b["replies"]), b["unread"]), (2, 2), "peek marks nothing")
+        s, b = self.get("/v1/replies/thread/ana?unread=1")
+        self.assertEqual((len(b["replies"]), b["unread"]), (2, 0))
+        s, b = self.get("/v1/replies/thread/ana?unread=1")
+        self.assertEqual(b["replies"], [])
+        s, b = self.get("/v1/replies/thread/ana?since=1")
+        self.assertEqual([r["id"] for r in b["replies"]], ["2"])
+
+        # a long poll that times out answers 200 with an empty list
+        t0 = time.monotonic()
+        s, b = self.get("/v1/replies/thread/ana?since=2&wait=1")
+        self.assertEqual((s, b["replies"]), (200, []))
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+
+        # a long poll returns when a reply lands
+        out = {}
+
+        def poll():
+            out["r"] = self.get("/v1/replies/thread/ana?since=2&wait=30", timeout=40)
+
+        t = threading.Thread(target=poll)
+        t.start()
+        # whether the poll reaches the hub before or after the reply is stored,
+        # it must answer with exactly the new reply
+        time.sleep(0.3)
+        self.items.append({"id": "3", "author": "Dee", "text": "late"})
+        t.join(35)
+        s, b = out["r"]
+        self.assertEqual(s, 200)
+        self.assertEqual([r["id"] for r in b["replies"]], ["3"])
+
+
+if __name__ == "__main__":
+    unittest.main()
