@@ -70,13 +70,14 @@ static int host_http(wh_instance *inst, const wh_http_request *req, wh_http_done
     if (!inst->svc || !inst->svc->http) {
         return WH_ERR_STATE;
     }
+    int insecure = json_is_true(json_object_get(inst->config, "insecure_tls"));
     if (req && req->timeout_ms <= 0) {
         /* the instance's `timeout_ms` is the default for its exchanges */
         wh_http_request copy = *req;
         copy.timeout_ms = (long)json_integer_value(json_object_get(inst->config, "timeout_ms"));
-        return wh_http_submit(inst->svc->http, &copy, done, user);
+        return wh_http_submit_ex(inst->svc->http, &copy, insecure, done, user);
     }
-    return wh_http_submit(inst->svc->http, req, done, user);
+    return wh_http_submit_ex(inst->svc->http, req, insecure, done, user);
 }
 
 static int host_hmac(const char *digest, const void *key, size_t key_len, const void *msg,

@@ -33,6 +33,7 @@ typedef struct xfer {
     char *req_body;
     size_t req_len;
     long timeout_ms;
+    int insecure_tls;
 } xfer;
 
 typedef struct job {
@@ -156,7 +157,7 @@ static int start_xfer(wh_http *h, xfer *x)
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "wirehub/" WH_VERSION);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    if (h->opts.insecure_tls) {
+    if (x->insecure_tls) {
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     }
@@ -382,6 +383,12 @@ void wh_http_destroy(wh_http **ph)
 
 int wh_http_submit(wh_http *h, const wh_http_request *req, wh_http_done done, void *user)
 {
+    return wh_http_submit_ex(h, req, 0, done, user);
+}
+
+int wh_http_submit_ex(wh_http *h, const wh_http_request *req, int insecure_tls, wh_http_done done,
+                      void *user)
+{
     if (!req || !req->url || !done) {
         return WH_ERR_INVALID;
     }
@@ -391,6 +398,7 @@ int wh_http_submit(wh_http *h, const wh_http_request *req, wh_http_done done, vo
     }
     x->done = done;
     x->user = user;
+    x->insecure_tls = insecure_tls;
     x->method = strdup(req->method ? req->method : "GET");
     x->url = strdup(req->url);
     x->resp_headers = json_object();

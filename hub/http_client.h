@@ -13,7 +13,6 @@ typedef struct wh_http wh_http;
 typedef struct wh_http_opts {
     long default_timeout_ms;    /**< when a request gives none (default 30000) */
     size_t default_max_response; /**< response cap (default 8 MiB) */
-    int insecure_tls;           /**< never set without a loud warning */
 } wh_http_opts;
 
 /** Start the thread. Returns NULL with a reason in err. */
@@ -29,6 +28,14 @@ void wh_http_destroy(wh_http **http);
  * this returns WH_OK. Any thread. Ownership: borrows req (copied).
  */
 int wh_http_submit(wh_http *http, const wh_http_request *req, wh_http_done done, void *user);
+
+/**
+ * As wh_http_submit(), with TLS certificate and host verification off when
+ * `insecure_tls` is set: only for an instance configured `insecure_tls: true`,
+ * which the hub announces with a warning at every start.
+ */
+int wh_http_submit_ex(wh_http *http, const wh_http_request *req, int insecure_tls,
+                      wh_http_done done, void *user);
 
 /** Run fn(user) on the delivery thread after delay_ms (0 = soon). Any thread. */
 int wh_http_post(wh_http *http, int64_t delay_ms, void (*fn)(void *user), void *user);

@@ -113,10 +113,12 @@ static const wh_option common_options[] = {
     {"concurrency", WH_OPT_INT, "16", 0, "calls of this instance in flight at once"},
     {"timeout_ms", WH_OPT_INT, "30000", 0, "default timeout of one HTTP exchange"},
     {"max_attempts", WH_OPT_INT, "8", 0, "attempts before a call becomes a dead letter"},
+    {"insecure_tls", WH_OPT_BOOL, "false", 0,
+     "turn off TLS certificate checks for this instance's outgoing calls (warned at start)"},
     {NULL, 0, NULL, 0, NULL},
 };
 static const char *const common_keys[] = {"type", "concurrency", "timeout_ms", "max_attempts",
-                                          NULL};
+                                          "insecure_tls", NULL};
 
 wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
                                 const wh_doc *doc, const char *pointer, json_t *errors)
@@ -234,6 +236,10 @@ int wh_instances_init(wh_instances *set, const wh_services *svc, char *err, size
             return rc;
         }
         inst->inited = 1;
+        if (json_is_true(json_object_get(inst->config, "insecure_tls"))) {
+            wh_warn(inst->name, "insecure_tls is on: outgoing TLS certificates are NOT verified "
+                                "for this instance");
+        }
     }
     return WH_OK;
 }

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -51,8 +52,43 @@ static const char *op_names(void *ud, const char *instance)
     return n->ops.data ? n->ops.data : "none";
 }
 
+/* Rules decide what wirehub does with its tokens: refuse ones other users can change. */
+static int writable_by_others(const char *dir, json_t *errors)
+{
+    struct stat st;
+    int bad = 0;
+    if (stat(dir, &st) == 0 && (st.st_mode & S_IWOTH)) {
+        json_array_append_new(errors,
+                              json_sprintf("%s: refusing to load rules from a directory other "
+                                           "users can write (chmod o-w)",
+                                           dir));
+        return 1;
+    }
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            (st.st_mode & S_IWOTH)) {
+            json_array_append_new(errors,
+                                  json_sprintf("%s: refusing to load a rule file other users can "
+                                               "write (chmod o-w)",
+                                               path));
+            bad = 1;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return bad;
+}
+
 wh_rules *wh_ruleset_load(const wh_config *cfg, json_t *errors)
 {
+    if (writable_by_others(cfg->rules_dir, errors)) {
+        return NULL;
+    }
     struct stat st;
     names n = {cfg, {0}, {0}};
     wh_rules_schema schema = {has_instance, find_op, instance_names, op_names, &n};

@@ -91,14 +91,30 @@ class Hub:
             f.write(config)
         self.env = dict(os.environ)
         self.env.update(env or {})
+        # Secrets handed to the hub: no log line, answer or tail output may show them
+        # (checked for every test in HubTest.tearDown).
+        self.secrets = {v for k, v in (env or {}).items()
+                        if re.search(r"SECRET|TOKEN|PASSWORD|KEY", k, re.I) and len(v) >= 8}
+        self.responses = []
+        self.logs = []
         self.proc = None
         self.port = None
         self.tails = []
 
     def cmd(self, *args, timeout=30, input=None):
         """Run another wirehub command against this config; returns CompletedProcess."""
-        return subprocess.run([BIN] + list(args), cwd=self.dir, env=self.env, input=input,
-                              capture_output=True, timeout=timeout * SLOW)
+        r = subprocess.run([BIN] + list(args), cwd=self.dir, env=self.env, input=input,
+                           capture_output=True, timeout=timeout * SLOW)
+        self.logs.append(r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace"))
+        return r
+
+    def leaked_secrets(self):
+        """Secrets that appear in anything this hub said: logs, answers, tail output."""
+        said = list(self.logs) + [b.decode("utf-8", "replace") for b in self.responses]
+        if self.proc is not None:
+            said += [self.out.text(), self.err.text()]
+        said += [t.out.text() + t.err.text() for t in self.tails]
+        return sorted(s for s in self.secrets if any(s in x for x in said))
 
     def start(self):
         self.proc = subprocess.Popen([BIN, "run", "-c", self.config_path], cwd=self.dir,
@@ -122,6 +138,7 @@ class Hub:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
             data = resp.read()
+            self.responses.append(data)
             return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), data
         finally:
             conn.close()
@@ -150,6 +167,8 @@ class Hub:
     def _close(self):
         self.out.thread.join(5)
         self.err.thread.join(5)
+        self.logs.append(self.out.text())
+        self.logs.append(self.err.text())
         self.proc.stdout.close()
         self.proc.stderr.close()
         self.proc = None
@@ -218,6 +237,9 @@ class HubTest(unittest.TestCase):
                 text = h.err.text()
                 if rc != 0 or "Sanitizer" in text or "runtime error:" in text:
                     problems.append("hub exit status %s; log tail:\n%s" % (rc, text[-4000:]))
+            leaked = h.leaked_secrets()
+            if leaked:
+                problems.append("secret value(s) appeared in logs or answers: %d" % len(leaked))
             h.cleanup()
         if problems:
             self.fail("\n".join(problems))
