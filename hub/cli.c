@@ -13,6 +13,7 @@
 #include "util.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,16 @@ int wh_cmd_run(int argc, char **argv)
     }
     if (!getenv("WIREHUB_LOG")) {
         wh_log_set_level(cfg->log_level);
+    }
+    /* every connection is a descriptor: allow as many as the system lets us */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < cfg->gateway.max_connections + 256) {
+        wh_warn("hub", "gateway.max_connections=%u is above what the file limit allows (%llu)",
+                cfg->gateway.max_connections, (unsigned long long)rl.rlim_cur);
     }
     wh_info("hub", "starting version=%s config=%s connectors_dir=%s", WH_VERSION, cfg->path,
             cfg->connectors_dir);

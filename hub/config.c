@@ -226,7 +226,7 @@ static const wh_option bus_options[] = {
 static const wh_option gateway_options[] = {
     {"max_body", WH_OPT_INT, "1048576", 0, "largest request body in bytes (413 above)"},
     {"timeout", WH_OPT_STRING, "\"10s\"", 0, "drop a connection idle or slow this long"},
-    {"max_connections", WH_OPT_INT, "1024", 0, "simultaneous connections"},
+    {"max_connections", WH_OPT_INT, "4096", 0, "simultaneous connections"},
     {"max_waiting", WH_OPT_INT, "1024", 0, "requests held for an answer (429 above)"},
     {"threads", WH_OPT_INT, "2", 0, "HTTP threads"},
     {NULL, 0, NULL, 0, NULL},

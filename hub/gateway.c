@@ -27,6 +27,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <zmq.h>
 
 #define CTYPE_JSON "application/json"
@@ -90,6 +92,21 @@ struct wh_request {
     int64_t started;
 };
 
+/*
+ * Every connection, with when its current request must be complete. MHD's
+ * own timeout is an idle timeout, which a client sending a byte a second
+ * never trips (slowloris); these deadlines are total.
+ */
+enum conn_phase { PH_WAITING_HEADERS, PH_BODY, PH_PROCESSING };
+
+typedef struct conn_track {
+    struct conn_track *next, *prev;
+    struct MHD_Connection *conn;
+    enum conn_phase phase;
+    int64_t deadline; /* mono ms; 0 = none */
+    int shut;
+} conn_track;
+
 struct wh_gateway {
     wh_gateway_opts opts;
     char host[64];
@@ -108,12 +125,101 @@ struct wh_gateway {
     json_t *seen_order; /* keys, oldest first, to bound the cache */
     json_t *late;       /* request id → {instance, event, until}: answers that may come late */
     wh_api *api;        /* the replies API, or NULL when not configured */
+    pthread_mutex_t conn_lock;
+    conn_track *conns;
     wh_request *pollers; /* long polls waiting for a reply under their key */
     atomic_int async_webhooks;
     atomic_int live;
     atomic_int stopping;
     int64_t started;
 };
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    wh_gateway *gw = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_track *t = calloc(1, sizeof *t);
+        if (!t) {
+            return;
+        }
+        t->conn = conn;
+        t->phase = PH_WAITING_HEADERS;
+        t->deadline = wh_mono_ms() + (int64_t)gw->opts.timeout_s * 1000;
+        pthread_mutex_lock(&gw->conn_lock);
+        t->next = gw->conns;
+        if (gw->conns) {
+            gw->conns->prev = t;
+        }
+        gw->conns = t;
+        pthread_mutex_unlock(&gw->conn_lock);
+        *socket_context = t;
+    } else if (*socket_context) {
+        conn_track *t = *socket_context;
+        pthread_mutex_lock(&gw->conn_lock);
+        if (t->prev) {
+            t->prev->next = t->next;
+        } else {
+            gw->conns = t->next;
+        }
+        if (t->next) {
+            t->next->prev = t->prev;
+        }
+        pthread_mutex_unlock(&gw->conn_lock);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+static void set_phase(wh_gateway *gw, struct MHD_Connection *conn, enum conn_phase phase,
+                      int64_t deadline)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track *t = ci ? ci->socket_context : NULL;
+    if (t) {
+        pthread_mutex_lock(&gw->conn_lock);
+        t->phase = phase;
+        t->deadline = deadline;
+        pthread_mutex_unlock(&gw->conn_lock);
+    }
+}
+
+/* Drop connections past their deadline: shutdown() makes MHD see the end of the stream. */
+static void enforce_deadlines(wh_gateway *gw, int64_t now)
+{
+    pthread_mutex_lock(&gw->conn_lock);
+    for (conn_track *t = gw->conns; t; t = t->next) {
+        if (t->shut || !t->deadline || t->deadline > now || t->phase == PH_PROCESSING) {
+            continue;
+        }
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(t->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci) {
+            shutdown(ci->connect_fd, SHUT_RDWR);
+            t->shut = 1;
+            wh_debug("gateway", "dropped a connection too slow to send its %s",
+                     t->phase == PH_BODY ? "body" : "request");
+        }
+    }
+    pthread_mutex_unlock(&gw->conn_lock);
+}
+
+/* Count a header's occurrences (request smuggling hides in repeats). */
+typedef struct hcount {
+    const char *name;
+    int n;
+} hcount;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    hcount *c = cls;
+    if (strcasecmp(key, c->name) == 0) {
+        c->n++;
+    }
+    return MHD_YES;
+}
 
 /* ------------------------------------------------------------------ */
 /* replies                                                              */
@@ -214,6 +320,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     wh_gateway *gw = cls;
     wh_request *r = *con_cls;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        /* a kept-alive connection has `timeout` to send its whole next request */
+        set_phase(gw, conn, PH_WAITING_HEADERS, wh_mono_ms() + (int64_t)gw->opts.timeout_s * 1000);
+    }
     if (r) {
         atomic_fetch_sub(&gw->live, 1);
         request_free(r);
@@ -662,6 +772,15 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
     if (atomic_load(&gw->stopping)) {
         return queue_error(conn, 503, "shutting_down", "wirehub is stopping; retry shortly", NULL);
     }
+    /* one unambiguous framing, or nothing: a proxy in front may read it another way */
+    hcount ncl = {"Content-Length", 0}, nte = {"Transfer-Encoding", 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &ncl);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &nte);
+    if (ncl.n > 1 || nte.n > 1 || (ncl.n && nte.n)) {
+        return queue_error(conn, 400, "bad_framing",
+                           "Content-Length and Transfer-Encoding must not be combined or repeated",
+                           NULL);
+    }
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end;
@@ -690,6 +809,7 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
 
 static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
 {
+    set_phase(gw, r->conn, PH_PROCESSING, 0);
     r->wh.req = r;
     r->wh.events = json_array();
     const wh_connector *d = &r->inst->plugin->desc;
@@ -741,6 +861,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->state = ST_DONE;
         *con_cls = r;
         atomic_fetch_add(&gw->live, 1);
+        /* headers are in; the body gets a deadline of its own */
+        set_phase(gw, conn, PH_BODY, r->started + 3 * (int64_t)gw->opts.timeout_s * 1000);
         return route(gw, r, url, method);
     }
     switch (r->state) {
@@ -876,6 +998,7 @@ static void *resp_main(void *arg)
     wh_gateway *gw = arg;
     while (!atomic_load(&gw->stopping)) {
         int64_t wait = expire_pending(gw);
+        enforce_deadlines(gw, wh_mono_ms());
         /* new waiters may have earlier deadlines than the one we sleep for */
         if (wait > 50) {
             wait = 50;
@@ -951,6 +1074,7 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
     gw->seen_order = json_array();
     gw->late = json_object();
     pthread_mutex_init(&gw->lock, NULL);
+    pthread_mutex_init(&gw->conn_lock, NULL);
 
     gw->pub = wh_pub_new(zctx, ends, 5000);
     char prefix[128];
@@ -983,7 +1107,8 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
     gw->mhd = MHD_start_daemon(
         flags, (uint16_t)opts->port, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->opts.timeout_s,
+        on_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, on_connection, gw,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->opts.timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->opts.max_connections,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(gw->opts.threads > 1 ? gw->opts.threads : 0), MHD_OPTION_END);
@@ -1048,6 +1173,7 @@ void wh_gateway_destroy(wh_gateway **pgw)
     json_decref(gw->seen_order);
     json_decref(gw->late);
     wh_api_destroy(&gw->api);
+    pthread_mutex_destroy(&gw->conn_lock);
     pthread_mutex_destroy(&gw->lock);
     free(gw);
     *pgw = NULL;
