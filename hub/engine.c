@@ -70,6 +70,7 @@ struct wh_engine {
     atomic_int stopping;
     run *waiting[BUCKETS]; /* runs waiting for a call outcome, by outbox id */
     json_t *subscribed;    /* topic prefixes the SUB socket has now (engine thread) */
+    int64_t next_debounce; /* when the earliest debounced burst ends (0: none known) */
     atomic_int resubscribe;
     int64_t last_cleanup;
 };
@@ -231,6 +232,7 @@ static void advance(wh_engine *e, pass *p, run *r)
 }
 
 static json_t *query(wh_engine *e, const char *sql, json_t *params);
+static wh_rules *current_rules(wh_engine *e);
 
 /* `load:` puts the replies stored under a key into the run's context. */
 typedef struct load_ctx {
@@ -279,6 +281,36 @@ typedef struct match_ctx {
     int matched;
 } match_ctx;
 
+/* Start one run of `rule` on a copy of `ctx`; it advances as far as it can in this pass. */
+static void start_run(wh_engine *e, pass *p, wh_rules *rules, const wh_rule *rule,
+                      const json_t *ctx, const char *run_id, const char *reply_to, waiter *w)
+{
+    run *r = calloc(1, sizeof *r);
+    if (!r) {
+        return;
+    }
+    r->rules = wh_rules_ref(rules);
+    r->rule = rule;
+    r->ctx = json_copy((json_t *)ctx); /* results bound by as: stay in this run */
+    snprintf(r->id, sizeof r->id, "%s", run_id);
+    load_ctx lc = {e, p, r->ctx};
+    wh_rule_each_load(rule, ctx, load_one, &lc);
+    wh_debug("engine", "rule %s matched run=%s", wh_rule_name(rule), r->id);
+    const json_t *event = json_object_get(ctx, "event");
+    wh_sqlbatch_add(p->sql,
+                    "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, state, "
+                    "created_ms, updated_ms) VALUES (?1, ?2, ?3, 0, ?4, ?5, 'running', ?6, ?6)",
+                    json_pack("[s, s?, s, O, s?, I]", r->id,
+                              json_string_value(json_object_get(event, "id")), wh_rule_name(rule),
+                              r->ctx, reply_to, (json_int_t)p->now));
+    if (w) {
+        w->refs++;
+        r->w = w;
+        respond(p, w, wh_rule_render_respond(rule, r->ctx));
+    }
+    advance(e, p, r);
+}
+
 static int on_candidate(void *ud, const wh_rule *rule)
 {
     match_ctx *m = ud;
@@ -286,33 +318,80 @@ static int on_candidate(void *ud, const wh_rule *rule)
         return 0;
     }
     m->matched++;
-    run *r = calloc(1, sizeof *r);
-    if (!r) {
-        return 1;
+    int64_t window = wh_rule_debounce_ms(rule);
+    if (window > 0) {
+        /* a burst: remember the latest context; the run starts when the burst ends */
+        char *key = wh_rule_render_debounce_key(rule, m->ctx);
+        wh_sqlbatch_add(m->p->sql,
+                        "INSERT INTO debounce (rule, key, ctx, first_ms, due_ms) VALUES (?1, ?2, "
+                        "?3, ?4, ?5) ON CONFLICT (rule, key) DO UPDATE SET ctx = excluded.ctx, "
+                        "due_ms = min(excluded.due_ms, debounce.first_ms + ?6)",
+                        json_pack("[s, s, O, I, I, I]", wh_rule_name(rule), key ? key : "",
+                                  m->ctx, (json_int_t)m->p->now, (json_int_t)(m->p->now + window),
+                                  (json_int_t)(3 * window)));
+        free(key);
+        if (m->e->next_debounce == 0 || m->p->now + window < m->e->next_debounce) {
+            m->e->next_debounce = m->p->now + window;
+        }
+        return wh_rule_stop(rule);
     }
-    r->rules = wh_rules_ref(m->rules);
-    r->rule = rule;
-    r->ctx = json_copy(m->ctx); /* results bound by as: stay in this run */
-    snprintf(r->id, sizeof r->id, "%s.%d", json_string_value(json_object_get(m->env, "id")),
+    char run_id[64];
+    snprintf(run_id, sizeof run_id, "%s.%d", json_string_value(json_object_get(m->env, "id")),
              m->matched);
-    load_ctx lc = {m->e, m->p, r->ctx};
-    wh_rule_each_load(rule, m->ctx, load_one, &lc);
-    wh_debug("engine", "rule %s matched run=%s", wh_rule_name(rule), r->id);
-    wh_sqlbatch_add(m->p->sql,
-                    "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, state, "
-                    "created_ms, updated_ms) VALUES (?1, ?2, ?3, 0, ?4, ?5, 'running', ?6, ?6)",
-                    json_pack("[s, s, s, O, s?, I]", r->id,
-                              json_string_value(json_object_get(m->env, "id")),
-                              wh_rule_name(rule), r->ctx,
-                              json_string_value(json_object_get(m->env, "reply_to")),
-                              (json_int_t)m->p->now));
-    if (m->w) {
-        m->w->refs++;
-        r->w = m->w;
-        respond(m->p, m->w, wh_rule_render_respond(rule, r->ctx));
-    }
-    advance(m->e, m->p, r);
+    start_run(m->e, m->p, m->rules, rule, m->ctx, run_id,
+              json_string_value(json_object_get(m->env, "reply_to")), m->w);
     return wh_rule_stop(rule);
+}
+
+/* Bursts whose quiet time has passed: one run each, with the burst's last context. */
+static void run_debounced(wh_engine *e, pass *p)
+{
+    if (e->next_debounce == 0 || p->now < e->next_debounce) {
+        return;
+    }
+    json_t *rows = query(e, "SELECT rule, key, ctx, due_ms FROM debounce ORDER BY due_ms", NULL);
+    wh_rules *rules = current_rules(e);
+    e->next_debounce = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_int_t due = json_integer_value(json_object_get(row, "due_ms"));
+        if (due > p->now) {
+            if (e->next_debounce == 0 || due < e->next_debounce) {
+                e->next_debounce = due;
+            }
+            continue;
+        }
+        const char *name = json_string_value(json_object_get(row, "rule"));
+        wh_sqlbatch_add(p->sql, "DELETE FROM debounce WHERE rule = ?1 AND key = ?2",
+                        json_pack("[O, O]", json_object_get(row, "rule"),
+                                  json_object_get(row, "key")));
+        const wh_rule *rule = NULL;
+        for (size_t k = 0; rules && name && k < wh_rules_count(rules); k++) {
+            if (strcmp(wh_rule_name(wh_rules_get(rules, k)), name) == 0) {
+                rule = wh_rules_get(rules, k);
+            }
+        }
+        json_t *ctx = json_loads(json_string_value(json_object_get(row, "ctx")), 0, NULL);
+        if (rule && ctx) {
+            /* stable and unique: the burst's last event and the rule */
+            char run_id[64];
+            unsigned h = 2166136261u;
+            for (const char *c = name; *c; c++) {
+                h = (h ^ (unsigned char)*c) * 16777619u;
+            }
+            snprintf(run_id, sizeof run_id, "%.32s.d%08x",
+                     json_string_value(json_object_get(json_object_get(ctx, "event"), "id")), h);
+            start_run(e, p, rules, rule, ctx, run_id, NULL, NULL);
+        } else {
+            wh_warn("engine", "debounced rule '%s' is no longer loaded; its burst is dropped",
+                    name ? name : "?");
+        }
+        json_decref(ctx);
+    }
+    wh_rules_unref(&rules);
+    json_decref(rows);
 }
 
 static wh_rules *current_rules(wh_engine *e)
@@ -527,6 +606,10 @@ static void recover(wh_engine *e, pass *p)
         }
     }
     json_decref(rows);
+    rows = query(e, "SELECT min(due_ms) AS t FROM debounce", NULL);
+    json_t *t = json_object_get(json_array_get(rows, 0), "t");
+    e->next_debounce = json_is_integer(t) ? json_integer_value(t) : 0;
+    json_decref(rows);
     finish_pass(e, p);
     if (resumed || replayed) {
         wh_info("engine", "recovered waiting_runs=%zu unhandled_events=%zu", resumed, replayed);
@@ -677,6 +760,7 @@ static void *engine_main(void *arg)
             free(raw);
             got = n + 1 < PASS_MAX ? wh_sub_recv_raw(e->sub, 0, &topic, &raw, &len) : 0;
         }
+        run_debounced(e, &p);
         if (wh_mono_ms() - e->last_cleanup > 60000) {
             cleanup(e, &p);
         }

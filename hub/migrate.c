@@ -96,6 +96,16 @@ static const char *const migrations[] = {
     "  created_ms INTEGER,"
     "  UNIQUE(key, id));"
     "CREATE INDEX replies_key ON replies(key, seq);",
+
+    /* 1 → 2: debounced rules wait here for the end of their burst */
+    "CREATE TABLE debounce ("
+    "  rule TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  ctx TEXT NOT NULL,"
+    "  first_ms INTEGER NOT NULL,"
+    "  due_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (rule, key));"
+    "CREATE INDEX debounce_due ON debounce(due_ms);",
 };
 
 int wh_migrate_latest(void)

@@ -68,6 +68,8 @@ struct wh_rule {
     size_t nsteps;
     wh_step *steps;
     tnode *respond;
+    wh_tpl *debounce_key; /* debounce: runs once per burst of matches with the same key */
+    int64_t debounce_ms;
 };
 
 /* One index key ("source/kind", either part possibly "*") → rule numbers, ascending. */
@@ -740,8 +742,9 @@ static const char *const await_keys[] = {"await", "with", "key",     "every",
 static const char *const respond_keys[] = {"respond", NULL};
 static const char *const stop_keys[] = {"stop_await", NULL};
 static const char *const collect_keys[] = {"on", "if", NULL};
-static const char *const rule_keys[] = {"name", "on", "enabled", "stop", "if",
-                                        "load", "do", "respond", NULL};
+static const char *const rule_keys[] = {"name", "on",      "enabled", "stop", "if",
+                                        "load", "do",      "respond", "debounce", NULL};
+static const char *const debounce_keys[] = {"key", "for", NULL};
 static const char *const load_keys[] = {"key", "unread", NULL};
 static const char *const top_keys[] = {"rules", NULL};
 
@@ -991,6 +994,7 @@ static void rule_free(wh_rule *r)
     }
     free(r->steps);
     tn_free(&r->respond);
+    wh_tpl_destroy(&r->debounce_key);
     free(r);
 }
 
@@ -1116,6 +1120,38 @@ static void compile_rule(loader *L, const json_t *item, const char *ptr)
                     compile_step(L, json_array_get(steps, i), sp, &rule->steps[i], as_names);
                     rule->nsteps++;
                 }
+            }
+        }
+    }
+
+    const json_t *debounce = json_object_get(item, "debounce");
+    if (debounce) {
+        wh_ptr_child(p, sizeof p, ptr, "debounce");
+        if (!json_is_object(debounce)) {
+            VERR(L, p, "'debounce' must be a mapping {key, for}, got %s", type_name(debounce));
+        } else {
+            check_keys(L, debounce, p, "in debounce", debounce_keys);
+            char kp[1100];
+            const json_t *key = json_object_get(debounce, "key");
+            const json_t *window = json_object_get(debounce, "for");
+            if (!key) {
+                VERR(L, p, "debounce has no 'key' (a template naming the burst)");
+            } else {
+                rule->debounce_key =
+                    compile_tpl_string(L, key, wh_ptr_child(kp, sizeof kp, p, "key"), "key");
+            }
+            int64_t ms = json_is_string(window) ? wh_parse_duration_ms(json_string_value(window))
+                                                : -1;
+            if (!window) {
+                VERR(L, p, "debounce has no 'for' (a duration like 10s)");
+            } else if (ms < 100 || ms > 86400000) {
+                VERR(L, wh_ptr_child(kp, sizeof kp, p, "for"),
+                     "'for' must be a duration from 100ms to 1d, like 10s");
+            } else {
+                rule->debounce_ms = ms;
+            }
+            if (rule->respond || json_object_get(item, "respond")) {
+                VERR(L, p, "a debounced rule cannot 'respond' (it runs after the caller left)");
             }
         }
     }
@@ -1742,6 +1778,17 @@ wh_match *wh_step_render_collect(const wh_step *s, const json_t *ctx)
         json_decref(never);
     }
     return m;
+}
+
+int64_t wh_rule_debounce_ms(const wh_rule *rule)
+{
+    return rule ? rule->debounce_ms : 0;
+}
+
+char *wh_rule_render_debounce_key(const wh_rule *rule, const json_t *ctx)
+{
+    return rule && rule->debounce_key ? wh_tpl_render_str(rule->debounce_key, ctx, WH_ESC_NONE)
+                                      : NULL;
 }
 
 json_t *wh_step_render_collect_if(const wh_step *s, const json_t *ctx)

@@ -221,6 +221,15 @@ int wh_rule_has_respond(const wh_rule *rule);
  */
 wh_match *wh_step_render_collect(const wh_step *s, const json_t *ctx);
 /**
+ * `debounce: { key: TEMPLATE, for: DURATION }`: a burst of matches with the
+ * same rendered key runs the rule once, `for` after the last match (at most
+ * 3 × `for` after the first), with the last match's context. 0 / NULL when
+ * the rule has no debounce. The key is malloc'd.
+ */
+int64_t wh_rule_debounce_ms(const wh_rule *rule);
+char *wh_rule_render_debounce_key(const wh_rule *rule, const json_t *ctx);
+
+/**
  * The same criteria rendered but not compiled (to store with a conversation
  * and compile later): a new reference, {} when the collect has no `if`, NULL
  * when the step has no collect.

@@ -50,6 +50,12 @@ rules:
     on: ask/all
     load: { replies: "thread/{{body.who}}" }
     respond: { text: "{{#replies}}{{author}} {{/replies}}" }
+  - name: notify
+    on: api/reply
+    debounce: { key: "{{key}}", for: 1s }
+    do:
+      - call: console.say
+        with: { text: "notify {{vars.who}}: {{unread}} new" }
   - name: stop
     on: in/stop
     do:
@@ -106,6 +112,16 @@ class AwaitTest(HubTest):
         # stop_await closes it: polls end
         h.json_request("POST", "/hooks/in/stop", {"who": "ana"})
         wait_until(lambda: self.conv_state(h) == ["closed"], 10, "the conversation closed")
+
+    def test_a_burst_of_replies_is_one_notification(self):
+        h = self.start()
+        self.items.extend([{"id": str(i), "author": "A%d" % i, "text": "t"} for i in (1, 2, 3)])
+        h.json_request("POST", "/hooks/in/start", {"who": "ana"})
+        h.out.wait_for(r"^\[console\] notify ana: 3 new$")
+        h.out.wait_for(r"reply 3 from")
+        self.items.append({"id": "4", "author": "B", "text": "t"})
+        h.out.wait_for(r"^\[console\] notify ana: 4 new$")
+        self.assertEqual(len([l for l in h.out.lines if "notify" in l]), 2)
 
     def test_polling_stops_at_for(self):
         h = self.start(for_="2s")

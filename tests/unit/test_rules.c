@@ -480,7 +480,7 @@ static void test_errors_misc(void)
                   "  - name: a\n"
                   "    on: alexa/intent\n",
                   "t.yaml:4:5: unknown key 'frobnicate' in a rule (known: name, on, enabled, stop, "
-                  "if, load, do, respond)",
+                  "if, load, do, respond, debounce)",
                   "t.yaml:5:14: 'enabled' must be true or false, got a string",
                   "t.yaml:6:20: 'gt' for 'n' needs a number, got a string",
                   "t.yaml:8:11: load entry 'r1' must be a key template or a mapping {key, "
@@ -494,6 +494,40 @@ static void test_errors_misc(void)
                   "(at most 64)",
                   "t.yaml:21:13: duplicate result name 'post' in this rule",
                   "t.yaml:22:5: duplicate rule name 'a' (first in t.yaml:2:5)");
+}
+
+static void test_debounce(void)
+{
+    EXPECT_ERRORS("d.yaml",
+                  "rules:\n"
+                  "  - name: a\n"
+                  "    on: team/reply\n"
+                  "    debounce: { key: \"{{#k}}\", for: 1ms, every: 2 }\n"
+                  "  - name: b\n"
+                  "    on: team/reply\n"
+                  "    debounce: { for: 10s }\n"
+                  "    respond: { text: x }\n",
+                  "d.yaml:4:42: unknown key 'every' in debounce (known: key, for)",
+                  "d.yaml:4:23: template: unclosed section 'k'",
+                  "d.yaml:4:37: 'for' must be a duration from 100ms to 1d, like 10s",
+                  "d.yaml:7:15: debounce has no 'key' (a template naming the burst)",
+                  "d.yaml:7:15: a debounced rule cannot 'respond' (it runs after the caller left)");
+    json_t *errors = json_array();
+    const char *ok = "rules:\n  - name: n\n    on: team/reply\n"
+                     "    debounce: { key: \"{{key}}\", for: 10s }\n";
+    wh_rules *r = wh_rules_load_text("ok.yaml", ok, strlen(ok), NULL, errors);
+    CHECK(r != NULL);
+    if (r) {
+        const wh_rule *rule = wh_rules_get(r, 0);
+        CHECK_INT(wh_rule_debounce_ms(rule), 10000);
+        json_t *ctx = json_pack("{s:s}", "key", "thread/ana");
+        char *key = wh_rule_render_debounce_key(rule, ctx);
+        CHECK_STR(key, "thread/ana");
+        free(key);
+        json_decref(ctx);
+    }
+    wh_rules_unref(&r);
+    json_decref(errors);
 }
 
 static void test_errors_templates(void)
@@ -1101,6 +1135,7 @@ int main(void)
     test_errors_steps();
     test_errors_await();
     test_errors_misc();
+    test_debounce();
     test_errors_templates();
     test_many_errors_two_files();
     test_order_and_dir();

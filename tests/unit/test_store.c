@@ -234,8 +234,8 @@ static void test_create(void)
         free(p);
         return;
     }
-    CHECK_INT(wh_store_schema_version(s), 1);
-    CHECK_INT(wh_migrate_latest(), 1);
+    CHECK_INT(wh_store_schema_version(s), wh_migrate_latest());
+    CHECK_INT(wh_migrate_latest(), 2);
     CHECK_STR(wh_store_path(s), p);
 
     query q = {.sql = "PRAGMA journal_mode"};
@@ -273,7 +273,7 @@ static void test_create(void)
         }
         CHECK_INT(n, 1);
     }
-    CHECK_INT(read_int(s, "PRAGMA user_version", NULL), 1);
+    CHECK_INT(read_int(s, "PRAGMA user_version", NULL), wh_migrate_latest());
     CHECK_INT(read_int(s, "PRAGMA application_id", NULL), 0x57484231);
     /* Reads are reads. */
     query w = {.sql = "INSERT INTO seen(source, id) VALUES ('a', 'b')"};
@@ -311,7 +311,7 @@ static void test_reopen(void)
 
     s = wh_store_open(p, NULL, err, sizeof err);
     CHECK(s != NULL);
-    CHECK_INT(wh_store_schema_version(s), 1);
+    CHECK_INT(wh_store_schema_version(s), wh_migrate_latest());
     CHECK(has_event(s, "kept"));
     CHECK_INT(count_events(s), 1);
     wh_store_close(&s);
@@ -336,7 +336,7 @@ static void test_refusals(void)
     make_sqlite_file(p, "PRAGMA user_version = 99");
     wh_store *s = wh_store_open(p, NULL, err, sizeof err);
     CHECK(s == NULL);
-    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 1") != NULL);
+    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 2") != NULL);
     CHECK(strstr(err, p) == err); /* names the file first */
     free(p);
 
