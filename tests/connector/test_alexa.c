@@ -1,0 +1,1240 @@
+/*
+ * test_alexa.c — the real alexa.so, loaded with dlopen and driven through a
+ * fake wh_host with an injectable clock and a fake HTTP client whose exchanges
+ * the test finishes by hand. Certificates are made in-process with OpenSSL
+ * (a root in a temporary ca_file, leaves signed by it or by an untrusted root)
+ * and bodies are signed with the leaf's key, so every check runs for real:
+ * the certificate URL rules, one fetch per URL shared by waiting requests, the
+ * cache's lifetime and limits, the chain checks, signatures, timestamps, skill
+ * ids, the event's shape and the response envelope's limits.
+ */
+#include "testlib.h"
+#include "match.h"
+#include "util.h"
+
+#include <dlfcn.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SKILL "amzn1.ask.skill.test"
+#define GOOD_URL "https://s3.amazonaws.com/echo.api/echo-api-cert.pem"
+#define OVERRIDE "http://127.0.0.1:9/mirror"
+
+/* ------------------------------------------------------------------------ */
+/* The fake host                                                             */
+
+struct wh_instance {
+    const char *name;
+};
+
+struct wh_request {
+    json_t *headers; /* lower-case name -> string */
+    char *body;
+    size_t body_len;
+};
+
+struct wh_webhook {
+    int emits, rejects, waits, answers, dones;
+    char kind[64];
+    json_t *data;
+    int status;
+    char error[64], detail[512];
+    long deadline;
+    json_t *fallback;
+    char answer[256];
+    int duplicate;
+};
+
+struct wh_reply {
+    int status;
+    char ctype[64];
+    char *body;
+};
+
+#define T0 1800000000000LL /* 2027-01-15T08:00:00Z */
+static int64_t g_now = T0;
+static char g_log[1024];
+static int g_warns, g_errors;
+static json_t *g_seen; /* dedupe ids */
+static int g_dedupe_on;
+
+#define FETCH_MAX 128
+static struct {
+    int calls, fail_rc;
+    char url[FETCH_MAX][512];
+    long timeout[FETCH_MAX];
+    size_t max_response[FETCH_MAX];
+    wh_http_done done[FETCH_MAX];
+    void *user[FETCH_MAX];
+} g_http;
+
+static void f_log(const wh_instance *inst, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_log, sizeof g_log, fmt, ap);
+    va_end(ap);
+    g_warns += level == WH_LOG_WARN;
+    g_errors += level == WH_LOG_ERROR;
+}
+
+static const char *f_instance_name(const wh_instance *inst)
+{
+    return inst->name;
+}
+
+static int64_t f_now_ms(const wh_instance *inst)
+{
+    return g_now;
+}
+
+static const char *f_req_header(const wh_request *r, const char *name)
+{
+    char lower[256];
+    size_t i = 0;
+    for (; name[i] && i + 1 < sizeof lower; i++) {
+        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+    }
+    lower[i] = '\0';
+    return json_string_value(json_object_get(r->headers, lower));
+}
+
+static const char *f_req_body(const wh_request *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body;
+}
+
+static const char *f_req_content_type(const wh_request *r)
+{
+    return "application/json";
+}
+
+static int f_emit(wh_webhook *wh, const char *kind, json_t *data)
+{
+    wh->emits++;
+    snprintf(wh->kind, sizeof wh->kind, "%s", kind);
+    json_decref(wh->data);
+    wh->data = data;
+    return WH_OK;
+}
+
+static int f_reject(wh_webhook *wh, int status, const char *error, const char *detail)
+{
+    wh->rejects++;
+    wh->status = status;
+    snprintf(wh->error, sizeof wh->error, "%s", error ? error : "");
+    snprintf(wh->detail, sizeof wh->detail, "%s", detail ? detail : "");
+    return WH_OK;
+}
+
+static int f_answer(wh_webhook *wh, int status, const char *ct, const char *body, size_t len)
+{
+    wh->answers++;
+    wh->status = status;
+    snprintf(wh->answer, sizeof wh->answer, "%.*s", (int)len, body);
+    return WH_OK;
+}
+
+static int f_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
+{
+    wh->waits++;
+    wh->deadline = deadline_ms;
+    json_decref(wh->fallback);
+    wh->fallback = json_deep_copy(fallback);
+    return WH_OK;
+}
+
+static void f_webhook_done(wh_webhook *wh)
+{
+    wh->dones++;
+}
+
+static int f_reply(wh_reply *out, int status, const char *ct, const char *body, size_t len)
+{
+    out->status = status;
+    snprintf(out->ctype, sizeof out->ctype, "%s", ct);
+    free(out->body);
+    out->body = strndup(body, len);
+    return WH_OK;
+}
+
+static int f_http(wh_instance *inst, const wh_http_request *req, wh_http_done done, void *user)
+{
+    if (g_http.fail_rc) {
+        return g_http.fail_rc;
+    }
+    int i = g_http.calls++;
+    CHECK(i < FETCH_MAX);
+    if (i >= FETCH_MAX) {
+        return WH_ERR_BUSY;
+    }
+    snprintf(g_http.url[i], sizeof g_http.url[i], "%s", req->url);
+    g_http.timeout[i] = req->timeout_ms;
+    g_http.max_response[i] = req->max_response;
+    g_http.done[i] = done;
+    g_http.user[i] = user;
+    return WH_OK;
+}
+
+static int f_dedupe(wh_webhook *wh, const char *id)
+{
+    if (!g_dedupe_on) {
+        return 0;
+    }
+    if (json_object_get(g_seen, id)) {
+        wh->duplicate = 1;
+        return 1;
+    }
+    json_object_set_new(g_seen, id, json_true());
+    return 0;
+}
+
+static const wh_host g_host = {
+    .struct_size = sizeof(wh_host),
+    .abi_minor = WH_ABI_MINOR,
+    .log = f_log,
+    .instance_name = f_instance_name,
+    .now_ms = f_now_ms,
+    .req_header = f_req_header,
+    .req_body = f_req_body,
+    .req_content_type = f_req_content_type,
+    .emit = f_emit,
+    .reject = f_reject,
+    .answer = f_answer,
+    .wait = f_wait,
+    .webhook_done = f_webhook_done,
+    .reply = f_reply,
+    .http = f_http,
+    .ct_equal = wh_ct_equal,
+    .dedupe = f_dedupe,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Test certificates                                                         */
+
+static EVP_PKEY *g_root_key, *g_leaf_key;
+static X509 *g_root;
+static char *g_dir, *g_ca_file;
+
+static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
+                       long from_s, long to_s, const char *san, int ca)
+{
+    static long serial = 1;
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(g_now / 1000 + from_s));
+    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(g_now / 1000 + to_s));
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+    X509_set_pubkey(x, key);
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
+                                              ca ? "critical,CA:TRUE" : "CA:FALSE");
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (ca) {
+        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    if (san) {
+        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+        X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+    }
+    CHECK(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
+    return x;
+}
+
+static char *pem_of(X509 *a, X509 *b)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(bio, a);
+    if (b) {
+        PEM_write_bio_X509(bio, b);
+    }
+    char *data;
+    long n = BIO_get_mem_data(bio, &data);
+    char *out = strndup(data, (size_t)n);
+    BIO_free(bio);
+    return out;
+}
+
+/* Chains served by the fake fetches. */
+static char *g_good, *g_expired, *g_future, *g_nosan, *g_untrusted, *g_short;
+
+static void make_pki(void)
+{
+    g_root_key = EVP_RSA_gen(2048);
+    g_leaf_key = EVP_RSA_gen(2048);
+    CHECK(g_root_key && g_leaf_key);
+    g_root = make_cert("test root", g_root_key, NULL, NULL, -86400, 365 * 86400L, NULL, 1);
+    X509 *good = make_cert("echo-api.amazon.com", g_leaf_key, g_root, g_root_key, -3600,
+                           30 * 86400L, "DNS:echo-api.amazon.com", 0);
+    X509 *expired = make_cert("echo-api.amazon.com", g_leaf_key, g_root, g_root_key, -7200, -3600,
+                              "DNS:echo-api.amazon.com", 0);
+    X509 *future = make_cert("echo-api.amazon.com", g_leaf_key, g_root, g_root_key, 3600, 7200,
+                             "DNS:echo-api.amazon.com", 0);
+    X509 *nosan = make_cert("echo-api.amazon.com", g_leaf_key, g_root, g_root_key, -3600, 86400,
+                            "DNS:echo-api.amazon.com.evil.example, DNS:other.example", 0);
+    /* valid for one hour only: the cache must not outlive it */
+    X509 *shortlived = make_cert("echo-api.amazon.com", g_leaf_key, g_root, g_root_key, -60, 3600,
+                                 "DNS:Echo-API.amazon.com", 0);
+    X509 *other_root = make_cert("other root", g_leaf_key, NULL, NULL, -86400, 86400, NULL, 1);
+    X509 *untrusted = make_cert("echo-api.amazon.com", g_leaf_key, other_root, g_leaf_key, -3600,
+                                86400, "DNS:echo-api.amazon.com", 0);
+    g_good = pem_of(good, NULL);
+    g_expired = pem_of(expired, NULL);
+    g_future = pem_of(future, NULL);
+    g_nosan = pem_of(nosan, NULL);
+    g_short = pem_of(shortlived, NULL);
+    g_untrusted = pem_of(untrusted, other_root);
+    char *root_pem = pem_of(g_root, NULL);
+    g_dir = wh_test_tmpdir();
+    g_ca_file = wh_test_write(g_dir, "ca.pem", root_pem);
+    free(root_pem);
+    X509_free(good);
+    X509_free(expired);
+    X509_free(future);
+    X509_free(nosan);
+    X509_free(shortlived);
+    X509_free(other_root);
+    X509_free(untrusted);
+}
+
+static void free_pki(void)
+{
+    free(g_good);
+    free(g_expired);
+    free(g_future);
+    free(g_nosan);
+    free(g_short);
+    free(g_untrusted);
+    X509_free(g_root);
+    EVP_PKEY_free(g_root_key);
+    EVP_PKEY_free(g_leaf_key);
+    remove(g_ca_file);
+    rmdir(g_dir);
+    free(g_ca_file);
+    free(g_dir);
+}
+
+/* base64 signature of body with the leaf key ("sha256" or "sha1"). malloc'd. */
+static char *sign(const char *body, const char *digest)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    size_t n = 0;
+    EVP_DigestSignInit(md, NULL, strcmp(digest, "sha1") == 0 ? EVP_sha1() : EVP_sha256(), NULL,
+                       g_leaf_key);
+    EVP_DigestSign(md, NULL, &n, (const unsigned char *)body, strlen(body));
+    unsigned char *sig = malloc(n);
+    EVP_DigestSign(md, sig, &n, (const unsigned char *)body, strlen(body));
+    EVP_MD_CTX_free(md);
+    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)b64, sig, (int)n);
+    free(sig);
+    return b64;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+
+static const wh_connector *g_desc;
+static wh_instance g_inst = {"alexa"};
+
+static json_t *with_defaults(const char *given)
+{
+    json_t *cfg = json_loads(given, 0, NULL);
+    CHECK(cfg != NULL);
+    for (const wh_option *o = g_desc->options; o && o->name; o++) {
+        if (o->def && !json_object_get(cfg, o->name)) {
+            json_object_set_new(cfg, o->name, json_loads(o->def, JSON_DECODE_ANY, NULL));
+        }
+    }
+    return cfg;
+}
+
+static int try_init(const char *config, void **state)
+{
+    json_t *cfg = with_defaults(config);
+    *state = NULL;
+    int rc = g_desc->init(&g_host, &g_inst, cfg, state);
+    json_decref(cfg);
+    return rc;
+}
+
+static void *instance(const char *config)
+{
+    void *state;
+    CHECK_INT(try_init(config, &state), WH_OK);
+    return state;
+}
+
+/* A verified instance (our root, fetches through the override). */
+static void *verified(const char *extra)
+{
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"skill_id\": \"" SKILL "\", \"ca_file\": \"%s\", \"cert_fetch_override\": "
+             "\"" OVERRIDE "/\"%s}",
+             g_ca_file, extra ? extra : "");
+    return instance(cfg);
+}
+
+static void iso(int64_t ms, char *out, size_t size)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* A request body of `type` with `id`, at the fake clock's now (+ skew_s). */
+static char *body_of(const char *type, const char *id, long skew_s, const char *skill,
+                     const char *request_extra)
+{
+    char ts[32], buf[4096];
+    iso(g_now + skew_s * 1000, ts, sizeof ts);
+    snprintf(buf, sizeof buf,
+             "{\"version\":\"1.0\",\"session\":{\"new\":true,\"sessionId\":\"s-1\","
+             "\"application\":{\"applicationId\":\"%s\"},\"attributes\":{\"a\":1},"
+             "\"user\":{\"userId\":\"u-session\"}},"
+             "\"context\":{\"System\":{\"application\":{\"applicationId\":\"%s\"},"
+             "\"user\":{\"userId\":\"u-1\"},\"apiAccessToken\":\"tok\"}},"
+             "\"request\":{\"type\":\"%s\",\"requestId\":\"%s\",\"timestamp\":\"%s\","
+             "\"locale\":\"de-DE\"%s}}",
+             skill, skill, type, id, ts, request_extra ? request_extra : "");
+    return strdup(buf);
+}
+
+typedef struct call {
+    wh_request req;
+    wh_webhook wh;
+    int rc;
+} call;
+
+static void call_free(call *c)
+{
+    json_decref(c->req.headers);
+    free(c->req.body);
+    json_decref(c->wh.data);
+    json_decref(c->wh.fallback);
+    memset(c, 0, sizeof *c);
+}
+
+/* Send `body` signed (sig NULL: a real SHA-256 signature; "" none) with the cert URL. */
+static void send_raw(void *s, call *c, char *body, const char *url, const char *sig,
+                     const char *sig1)
+{
+    call_free(c);
+    c->req.headers = json_object();
+    c->req.body = body;
+    c->req.body_len = strlen(body);
+    if (url) {
+        json_object_set_new(c->req.headers, "signaturecertchainurl", json_string(url));
+    }
+    char *real = sig ? NULL : sign(body, "sha256");
+    if (!sig || *sig) {
+        json_object_set_new(c->req.headers, "signature-256", json_string(sig ? sig : real));
+    }
+    if (sig1) {
+        json_object_set_new(c->req.headers, "signature", json_string(sig1));
+    }
+    free(real);
+    c->rc = g_desc->webhook(s, &c->req, &c->wh);
+}
+
+static void send(void *s, call *c, const char *type, const char *id, const char *url)
+{
+    send_raw(s, c, body_of(type, id, 0, SKILL, NULL), url, NULL, NULL);
+}
+
+/* Finish fetch i with a status and body. */
+static void fetch_done(int i, int status, const char *body, int timed_out)
+{
+    CHECK(i < g_http.calls && g_http.done[i] != NULL);
+    if (i >= g_http.calls || !g_http.done[i]) {
+        return;
+    }
+    wh_http_response r = {
+        status, status ? NULL : "Connection refused", timed_out, body, body ? strlen(body) : 0,
+        NULL};
+    wh_http_done done = g_http.done[i];
+    g_http.done[i] = NULL;
+    done(g_http.user[i], &r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tests                                                                     */
+
+static void test_descriptor_and_init(void)
+{
+    CHECK_STR(g_desc->hdr.name, "alexa");
+    CHECK(g_desc->webhook != NULL && g_desc->respond != NULL);
+    const wh_option *skill = NULL;
+    for (const wh_option *o = g_desc->options; o->name; o++) {
+        if (strcmp(o->name, "skill_id") == 0) {
+            skill = o;
+        }
+    }
+    CHECK(skill && (skill->flags & WH_OPT_REQUIRED));
+
+    void *s;
+    CHECK_INT(try_init("{}", &s), WH_ERR_CONFIG);
+    CHECK(s == NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"\"}", &s), WH_ERR_CONFIG);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"deadline_ms\": 50}", &s), WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "deadline_ms") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"deadline_ms\": 60001}", &s), WH_ERR_CONFIG);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"cert_fetch_override\": \"ftp://x\"}", &s),
+              WH_ERR_CONFIG);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"ca_file\": \"/nonexistent/ca.pem\"}", &s),
+              WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "/nonexistent/ca.pem") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"users\": {\"u\": 1}}", &s), WH_ERR_CONFIG);
+
+    /* the system trust store by default, no warning */
+    int warns = g_warns;
+    s = instance("{\"skill_id\": \"x\"}");
+    CHECK_INT(g_warns, warns);
+    g_desc->destroy(s);
+    /* warnings at start: the override, and loudly verify: false */
+    s = verified(NULL);
+    CHECK_INT(g_warns, warns + 1);
+    CHECK(strstr(g_log, "cert_fetch_override") && strstr(g_log, OVERRIDE));
+    g_desc->destroy(s);
+    s = instance("{\"skill_id\": \"x\", \"verify\": false}");
+    CHECK_INT(g_warns, warns + 2);
+    CHECK(strstr(g_log, "NOT checked") != NULL);
+    g_desc->destroy(s);
+    g_desc->destroy(NULL);
+}
+
+static void test_cert_urls(void)
+{
+    void *s = verified(NULL);
+    static const struct {
+        const char *url, *why;
+    } bad[] = {
+        {"http://s3.amazonaws.com/echo.api/echo-api-cert.pem", "scheme must be https"},
+        {"ftp://s3.amazonaws.com/echo.api/echo-api-cert.pem", "scheme must be https"},
+        {"https:/s3.amazonaws.com/echo.api/echo-api-cert.pem", "not an absolute URL"},
+        {"s3.amazonaws.com/echo.api/echo-api-cert.pem", "not an absolute URL"},
+        {"https://notamazon.com/echo.api/echo-api-cert.pem", "host must be"},
+        {"https://s3.amazonaws.com.evil.com/echo.api/echo-api-cert.pem", "host must be"},
+        {"https://evil.com/s3.amazonaws.com/echo.api/echo-api-cert.pem", "host must be"},
+        {"https://s3.amazonaws.com@evil.com/echo.api/echo-api-cert.pem", "host must be"},
+        {"https://user@s3.amazonaws.com/echo.api/echo-api-cert.pem", "host must be"},
+        {"https://s3.amazonaws.com./echo.api/echo-api-cert.pem", "host must be"},
+        {"https://s3.amazonaws.com:563/echo.api/echo-api-cert.pem", "port must be 443"},
+        {"https://s3.amazonaws.com:4430/echo.api/echo-api-cert.pem", "port must be 443"},
+        {"https://s3.amazonaws.com:443x/echo.api/echo-api-cert.pem", "port must be 443"},
+        {"https://s3.amazonaws.com:000000443/echo.api/echo-api-cert.pem", "port must be 443"},
+        {"https://s3.amazonaws.com/EcHo.aPi/echo-api-cert.pem", "path must start"},
+        {"https://s3.amazonaws.com/invalid.path/echo-api-cert.pem", "path must start"},
+        {"https://s3.amazonaws.com/echo.api", "path must start"},
+        {"https://s3.amazonaws.com", "path must start"},
+        {"https://s3.amazonaws.com/echo.apix/echo-api-cert.pem", "path must start"},
+        {"https://s3.amazonaws.com/echo.api/../echo-api-cert.pem", "path must start"},
+        {"https://s3.amazonaws.com/echo.api/..", "path must start"},
+        {"https://s3.amazonaws.com/echo.api/a/../../../echo.api/../x.pem", "path must start"},
+        {"https://s3.amazonaws.com/x/../echo.api/../echo.api2/c.pem", "path must start"},
+        {"https://s3.amazonaws.com/echo.api/%2e%2e/x.pem", "percent-escapes"},
+        {"https://s3.amazonaws.com/echo.api/..\\x.pem", "backslashes"},
+        {"https://s3.amazonaws.com/echo.api/c.pem?x=1", "query or fragment"},
+        {"https://s3.amazonaws.com/echo.api/c.pem#f", "query or fragment"},
+        {"https://s3.amazonaws.com/echo.api/c .pem", "spaces"},
+        {"https://s3.amazonaws.com/echo.api/caf\xc3\xa9.pem", "non-ASCII"},
+    };
+    call c = {0};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        send(s, &c, "LaunchRequest", "r-1", bad[i].url);
+        CHECK_INT(c.rc, WH_OK);
+        CHECK_INT(c.wh.status, 400);
+        CHECK_STR(c.wh.error, "bad_cert_url");
+        if (!strstr(c.wh.detail, bad[i].why)) {
+            fprintf(stderr, "url %s: detail \"%s\" lacks \"%s\"\n", bad[i].url, c.wh.detail,
+                    bad[i].why);
+            wh_test_failures++;
+        }
+        CHECK_INT(c.wh.emits, 0);
+    }
+    CHECK_INT(g_http.calls, 0);
+    char longurl[2100] = GOOD_URL;
+    memset(longurl + strlen(longurl), 'a', sizeof longurl - strlen(longurl) - 1);
+    longurl[sizeof longurl - 1] = '\0';
+    send(s, &c, "LaunchRequest", "r-1", longurl);
+    CHECK_STR(c.wh.error, "bad_cert_url");
+
+    /* valid spellings: the normalised path is fetched through the override */
+    static const struct {
+        const char *url, *fetched;
+    } good[] = {
+        {GOOD_URL, OVERRIDE "/echo.api/echo-api-cert.pem"},
+        {"https://s3.amazonaws.com:443/echo.api/a.pem", OVERRIDE "/echo.api/a.pem"},
+        {"https://s3.amazonaws.com:/echo.api/b.pem", OVERRIDE "/echo.api/b.pem"},
+        {"HtTpS://S3.AMAZONAWS.COM/echo.api/c.pem", OVERRIDE "/echo.api/c.pem"},
+        {"https://s3.amazonaws.com/echo.api/../echo.api/d.pem", OVERRIDE "/echo.api/d.pem"},
+        {"https://s3.amazonaws.com/echo.api/x/./../e.pem", OVERRIDE "/echo.api/e.pem"},
+        {"https://s3.amazonaws.com/x/../echo.api/f.pem", OVERRIDE "/echo.api/f.pem"},
+        {"https://s3.amazonaws.com/echo.api/a/b/../../g.pem", OVERRIDE "/echo.api/g.pem"},
+        {"https://s3.amazonaws.com/echo.api/.../h.pem", OVERRIDE "/echo.api/.../h.pem"},
+        {"https://s3.amazonaws.com/echo.api/", OVERRIDE "/echo.api/"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int before = g_http.calls;
+        send(s, &c, "LaunchRequest", "r-1", good[i].url);
+        CHECK_INT(c.rc, WH_PENDING);
+        CHECK_INT(c.wh.rejects, 0);
+        CHECK_INT(g_http.calls, before + 1);
+        CHECK_STR(g_http.url[before], good[i].fetched);
+        CHECK_INT(g_http.timeout[before], 3000);
+        CHECK(g_http.max_response[before] > 0 && g_http.max_response[before] <= 65536);
+        fetch_done(before, 404, "NoSuchKey", 0); /* clean up: the waiter is refused */
+        CHECK_INT(c.wh.dones, 1);
+        CHECK_STR(c.wh.error, "cert_fetch_failed");
+        CHECK(strstr(c.wh.detail, "HTTP 404") != NULL);
+    }
+    call_free(&c);
+    g_desc->destroy(s);
+    g_http.calls = 0;
+}
+
+static void test_fetch_once_and_cache(void)
+{
+    void *s = verified(NULL);
+    call c[4];
+    memset(c, 0, sizeof c);
+    g_dedupe_on = 1;
+
+    /* three requests before the chain arrives share one fetch */
+    send(s, &c[0], "LaunchRequest", "r-a", GOOD_URL);
+    send(s, &c[1], "IntentRequest", "r-b", GOOD_URL);
+    send(s, &c[2], "LaunchRequest", "r-c",
+         "https://s3.amazonaws.com/echo.api/x/../echo-api-cert.pem");
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(c[i].rc, WH_PENDING);
+        CHECK_INT(c[i].wh.dones, 0);
+    }
+    CHECK_INT(g_http.calls, 1);
+    g_now += 1500; /* the fetch took 1.5 s: it counts against the deadline */
+    fetch_done(0, 200, g_good, 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(c[i].wh.dones, 1);
+        CHECK_INT(c[i].wh.rejects, 0);
+        CHECK_INT(c[i].wh.emits, 1);
+        CHECK_INT(c[i].wh.waits, 1);
+        CHECK_INT(c[i].wh.deadline, 6000 - 1500);
+        CHECK_STR(json_string_value(json_object_get(c[i].wh.fallback, "speech")),
+                  "Sorry, I can't answer that right now.");
+    }
+    CHECK_STR(c[0].wh.kind, "launch");
+    CHECK_STR(c[1].wh.kind, "intent");
+    CHECK(strstr(g_log, "cached") != NULL);
+
+    /* cached now: answered synchronously, no fetch */
+    send(s, &c[3], "LaunchRequest", "r-d", GOOD_URL);
+    CHECK_INT(c[3].rc, WH_OK);
+    CHECK_INT(c[3].wh.emits, 1);
+    CHECK_INT(c[3].wh.deadline, 6000);
+    CHECK_INT(g_http.calls, 1);
+
+    /* a bad signature with a cached key: refused synchronously */
+    send_raw(s, &c[3], body_of("LaunchRequest", "r-e", 0, SKILL, NULL), GOOD_URL, "AAAA", NULL);
+    CHECK_INT(c[3].rc, WH_OK);
+    CHECK_STR(c[3].wh.error, "bad_signature");
+    /* and a signature that fails while the chain is being fetched: refused after the fetch */
+    const char *other = "https://s3.amazonaws.com/echo.api/other.pem";
+    char *sig = sign("something else", "sha256");
+    send_raw(s, &c[3], body_of("LaunchRequest", "r-f", 0, SKILL, NULL), other, sig, NULL);
+    free(sig);
+    CHECK_INT(c[3].rc, WH_PENDING);
+    fetch_done(1, 200, g_good, 0);
+    CHECK_INT(c[3].wh.dones, 1);
+    CHECK_INT(c[3].wh.status, 400);
+    CHECK_STR(c[3].wh.error, "bad_signature");
+    CHECK_INT(c[3].wh.emits, 0);
+
+    /* a repeated requestId: dedupe says so, nothing is emitted */
+    send(s, &c[3], "LaunchRequest", "r-a", GOOD_URL);
+    CHECK_INT(c[3].rc, WH_OK);
+    CHECK_INT(c[3].wh.duplicate, 1);
+    CHECK_INT(c[3].wh.emits, 0);
+    CHECK_INT(c[3].wh.waits, 0);
+
+    g_dedupe_on = 0;
+    g_now = T0;
+    for (int i = 0; i < 4; i++) {
+        call_free(&c[i]);
+    }
+    g_desc->destroy(s);
+    g_http.calls = 0;
+}
+
+static void test_chain_checks(void)
+{
+    void *s = verified(NULL);
+    call c = {0};
+    static const struct {
+        const char *name;
+        char **pem;
+        const char *error, *detail;
+    } cases[] = {
+        {"expired.pem", &g_expired, "cert_expired", "expired at"},
+        {"future.pem", &g_future, "cert_expired", "not valid before"},
+        {"nosan.pem", &g_nosan, "cert_san_mismatch", "echo-api.amazon.com"},
+        {"untrusted.pem", &g_untrusted, "cert_untrusted", "does not verify"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char url[256];
+        snprintf(url, sizeof url, "https://s3.amazonaws.com/echo.api/%s", cases[i].name);
+        int n = g_http.calls;
+        send(s, &c, "LaunchRequest", "r-1", url);
+        CHECK_INT(c.rc, WH_PENDING);
+        fetch_done(n, 200, *cases[i].pem, 0);
+        CHECK_INT(c.wh.dones, 1);
+        CHECK_INT(c.wh.status, 400);
+        CHECK_STR(c.wh.error, cases[i].error);
+        CHECK(strstr(c.wh.detail, cases[i].detail) != NULL);
+        CHECK_INT(c.wh.emits, 0);
+        /* not cached: asked again, fetched again */
+        send(s, &c, "LaunchRequest", "r-1", url);
+        CHECK_INT(c.rc, WH_PENDING);
+        CHECK_INT(g_http.calls, n + 2);
+        fetch_done(n + 1, 500, "", 0);
+        CHECK_STR(c.wh.error, "cert_fetch_failed");
+    }
+    /* garbage, a transport error, a timeout */
+    int n = g_http.calls;
+    send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
+    fetch_done(n, 200, "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n", 0);
+    CHECK_STR(c.wh.error, "bad_cert_chain");
+    send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
+    fetch_done(n + 1, 0, NULL, 0);
+    CHECK_STR(c.wh.error, "cert_fetch_failed");
+    CHECK(strstr(c.wh.detail, "Connection refused") != NULL);
+    send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
+    fetch_done(n + 2, 0, NULL, 1);
+    CHECK(strstr(c.wh.detail, "timed out") != NULL);
+    /* http() refusing to start: refused at once, nothing pending */
+    g_http.fail_rc = WH_ERR_STATE;
+    send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
+    CHECK_INT(c.rc, WH_OK);
+    CHECK_STR(c.wh.error, "cert_fetch_failed");
+    CHECK_INT(c.wh.dones, 0);
+    g_http.fail_rc = 0;
+    call_free(&c);
+    g_desc->destroy(s);
+    g_http.calls = 0;
+}
+
+static void test_cache_lifetime_and_limits(void)
+{
+    void *s = verified(NULL);
+    call c = {0};
+    int64_t start = g_now;
+    /* a chain valid for one more hour is cached for that hour only */
+    send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
+    fetch_done(0, 200, g_short, 0);
+    CHECK_INT(c.wh.emits, 1);
+    g_now = start + 3599 * 1000;
+    send(s, &c, "LaunchRequest", "r-2", GOOD_URL);
+    CHECK_INT(c.rc, WH_OK);
+    CHECK_INT(c.wh.emits, 1);
+    CHECK_INT(g_http.calls, 1);
+    g_now = start + 3600 * 1000;
+    send(s, &c, "LaunchRequest", "r-3", GOOD_URL);
+    CHECK_INT(c.rc, WH_PENDING);
+    CHECK_INT(g_http.calls, 2);
+    fetch_done(1, 200, g_short, 0);
+    CHECK_STR(c.wh.error, "cert_expired");
+    g_now = start;
+
+    /* at most 8 fetches in flight */
+    call w[8];
+    memset(w, 0, sizeof w);
+    int first = g_http.calls;
+    for (int i = 0; i < 8; i++) {
+        char url[128];
+        snprintf(url, sizeof url, "https://s3.amazonaws.com/echo.api/f%d.pem", i);
+        send(s, &w[i], "LaunchRequest", "r-1", url);
+        CHECK_INT(w[i].rc, WH_PENDING);
+    }
+    send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/f8.pem");
+    CHECK_INT(c.rc, WH_OK);
+    CHECK_STR(c.wh.error, "cert_fetch_failed");
+    CHECK(strstr(c.wh.detail, "too many") != NULL);
+    CHECK_INT(g_http.calls, first + 8);
+    for (int i = 0; i < 8; i++) {
+        fetch_done(first + i, 503, "", 0);
+        CHECK_INT(w[i].wh.dones, 1);
+        call_free(&w[i]);
+    }
+    /* room again */
+    send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/f8.pem");
+    CHECK_INT(c.rc, WH_PENDING);
+    fetch_done(first + 8, 200, g_good, 0);
+    CHECK_INT(c.wh.emits, 1);
+    call_free(&c);
+    g_desc->destroy(s);
+    g_http.calls = 0;
+
+    /* at most 64 URLs cached: the least recently used goes */
+    s = verified(NULL);
+    for (int i = 0; i < 65; i++) {
+        char url[128], id[32];
+        snprintf(url, sizeof url, "https://s3.amazonaws.com/echo.api/c%d.pem", i);
+        snprintf(id, sizeof id, "r-c%d", i);
+        send(s, &c, "LaunchRequest", id, url);
+        CHECK_INT(c.rc, WH_PENDING);
+        fetch_done(g_http.calls - 1, 200, g_good, 0);
+        CHECK_INT(c.wh.emits, 1);
+        if (i == 0) {
+            continue;
+        }
+        /* keep c0 fresh, so c1 is the oldest when the 65th arrives */
+        send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/c0.pem");
+        CHECK_INT(c.rc, WH_OK);
+    }
+    CHECK_INT(g_http.calls, 65);
+    send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/c0.pem");
+    CHECK_INT(c.rc, WH_OK);
+    send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/c1.pem");
+    CHECK_INT(c.rc, WH_PENDING);
+    fetch_done(65, 200, g_good, 0);
+    call_free(&c);
+    g_desc->destroy(s);
+    g_http.calls = 0;
+}
+
+static void test_signature_headers(void)
+{
+    void *s = verified(NULL);
+    call c = {0};
+    send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
+    fetch_done(0, 200, g_good, 0);
+    CHECK_INT(c.wh.emits, 1);
+
+    send(s, &c, "LaunchRequest", "r-1", NULL);
+    CHECK_STR(c.wh.error, "missing_cert_url");
+    send_raw(s, &c, body_of("LaunchRequest", "r-2", 0, SKILL, NULL), GOOD_URL, "", NULL);
+    CHECK_STR(c.wh.error, "missing_signature");
+    char *body = body_of("LaunchRequest", "r-3", 0, SKILL, NULL);
+    char *sig1 = sign(body, "sha1");
+    send_raw(s, &c, body, GOOD_URL, "", sig1);
+    CHECK_STR(c.wh.error, "missing_signature");
+    CHECK(strstr(c.wh.detail, "allow_sha1") != NULL);
+    free(sig1);
+    static const char *const not_b64[] = {"abc", "ab=c", "a===", "!!!!", "AAAA=AAA"};
+    for (size_t i = 0; i < sizeof not_b64 / sizeof not_b64[0]; i++) {
+        send_raw(s, &c, body_of("LaunchRequest", "r-4", 0, SKILL, NULL), GOOD_URL, not_b64[i],
+                 NULL);
+        CHECK_STR(c.wh.error, "bad_signature");
+        CHECK_STR(c.wh.detail, "the signature is not base64");
+    }
+    /* tampered: one byte changed after signing */
+    body = body_of("LaunchRequest", "r-5", 0, SKILL, NULL);
+    char *sig = sign(body, "sha256");
+    body[strlen(body) - 3] ^= 1;
+    send_raw(s, &c, body, GOOD_URL, sig, NULL);
+    CHECK_STR(c.wh.error, "bad_signature");
+    CHECK_INT(c.wh.emits, 0);
+    free(sig);
+    g_desc->destroy(s);
+
+    /* allow_sha1: the legacy header alone is accepted, but never instead of a bad SHA-256 */
+    s = verified(", \"allow_sha1\": true");
+    int n = g_http.calls;
+    body = body_of("LaunchRequest", "r-6", 0, SKILL, NULL);
+    sig1 = sign(body, "sha1");
+    send_raw(s, &c, body, GOOD_URL, "", sig1);
+    fetch_done(n, 200, g_good, 0);
+    CHECK_INT(c.wh.rejects, 0);
+    CHECK_INT(c.wh.emits, 1);
+    body = body_of("LaunchRequest", "r-7", 0, SKILL, NULL);
+    send_raw(s, &c, body, GOOD_URL, "AAAA", sig1);
+    CHECK_STR(c.wh.error, "bad_signature");
+    free(sig1);
+    call_free(&c);
+    g_desc->destroy(s);
+    g_http.calls = 0;
+}
+
+static void test_timestamps_and_skill(void)
+{
+    void *s = instance("{\"skill_id\": \"" SKILL "\", \"verify\": false, \"deadline_ms\": 2500}");
+    call c = {0};
+    char ts[32], extra[256];
+
+    static const struct {
+        long skew_s;
+        int ok;
+    } skews[] = {{0, 1}, {-150, 1}, {150, 1}, {-151, 0}, {151, 0}, {-86400, 0}};
+    for (size_t i = 0; i < sizeof skews / sizeof skews[0]; i++) {
+        send_raw(s, &c, body_of("LaunchRequest", "t", skews[i].skew_s, SKILL, NULL), NULL, "",
+                 NULL);
+        CHECK_INT(c.wh.emits, skews[i].ok);
+        if (!skews[i].ok) {
+            CHECK_STR(c.wh.error, "stale_timestamp");
+            CHECK_INT(c.wh.status, 400);
+        } else {
+            CHECK_INT(c.wh.deadline, 2500);
+        }
+    }
+    /* other spellings of the time: fractions, offsets, epoch milliseconds */
+    iso(g_now, ts, sizeof ts);
+    static const char *const forms[] = {"%.19s.123Z", "%.19s.5z", "%.19s+00:00",
+                                        "%.19s.123456789Z"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char t[64], rx[128];
+        snprintf(t, sizeof t, forms[i], ts);
+        snprintf(rx, sizeof rx, "\"timestamp\":\"%s\"", t);
+        char *b = body_of("LaunchRequest", "t", 0, SKILL, NULL);
+        char *at = strstr(b, "\"timestamp\":\"");
+        char *end = strchr(at + 13, '"');
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - b), b, rx, end + 1);
+        free(b);
+        send_raw(s, &c, strdup(buf), NULL, "", NULL);
+        CHECK_INT(c.wh.emits, 1);
+    }
+    /* 14:00 at +06:00 is 08:00Z */
+    char shifted[64];
+    time_t t = (time_t)(g_now / 1000 + 6 * 3600);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(shifted, sizeof shifted, "%Y-%m-%dT%H:%M:%S+06:00", &tm);
+    snprintf(extra, sizeof extra,
+             "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\","
+             "\"timestamp\":\"%s\"},\"context\":{\"System\":{\"application\":"
+             "{\"applicationId\":\"" SKILL "\"}}}}",
+             shifted);
+    send_raw(s, &c, strdup(extra), NULL, "", NULL);
+    CHECK_INT(c.wh.emits, 1);
+    snprintf(extra, sizeof extra,
+             "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\","
+             "\"timestamp\":%lld},\"session\":{\"application\":"
+             "{\"applicationId\":\"" SKILL "\"}}}",
+             (long long)g_now);
+    send_raw(s, &c, strdup(extra), NULL, "", NULL);
+    CHECK_INT(c.wh.emits, 1);
+    static const char *const bad_ts[] = {"\"2027-13-01T00:00:00Z\"",
+                                         "\"2027-01-15 08:00:00Z\"",
+                                         "\"2027-01-15T08:00:00\"",
+                                         "\"2027-01-15T08:00:00.Z\"",
+                                         "\"2027-01-15T08:00:00Zjunk\"",
+                                         "null",
+                                         "1.5",
+                                         "-9223372036854775807",
+                                         "9223372036854775807",
+                                         "-1",
+                                         "\"\""};
+    for (size_t i = 0; i < sizeof bad_ts / sizeof bad_ts[0]; i++) {
+        snprintf(extra, sizeof extra,
+                 "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\",\"timestamp\":%s},"
+                 "\"session\":{\"application\":{\"applicationId\":\"" SKILL "\"}}}",
+                 bad_ts[i]);
+        send_raw(s, &c, strdup(extra), NULL, "", NULL);
+        CHECK_STR(c.wh.error, "bad_timestamp");
+    }
+
+    /* the skill id: both places must name it when present */
+    send_raw(s, &c, body_of("LaunchRequest", "t", 0, "amzn1.ask.skill.other", NULL), NULL, "",
+             NULL);
+    CHECK_STR(c.wh.error, "wrong_skill");
+    snprintf(extra, sizeof extra,
+             "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\",\"timestamp\":%lld},"
+             "\"session\":{\"application\":{\"applicationId\":\"" SKILL "\"}},"
+             "\"context\":{\"System\":{\"application\":{\"applicationId\":\"other\"}}}}",
+             (long long)g_now);
+    send_raw(s, &c, strdup(extra), NULL, "", NULL);
+    CHECK_STR(c.wh.error, "wrong_skill");
+    snprintf(extra, sizeof extra,
+             "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\",\"timestamp\":%lld}}",
+             (long long)g_now);
+    send_raw(s, &c, strdup(extra), NULL, "", NULL);
+    CHECK_STR(c.wh.error, "wrong_skill");
+    CHECK(strstr(c.wh.detail, "no application id") != NULL);
+
+    /* malformed bodies */
+    send_raw(s, &c, strdup("[1, 2]"), NULL, "", NULL);
+    CHECK_STR(c.wh.error, "bad_json");
+    send_raw(s, &c, strdup(""), NULL, "", NULL);
+    CHECK_STR(c.wh.error, "bad_json");
+    send_raw(s, &c, strdup("{\"request\": {\"type\": \"LaunchRequest\"}}"), NULL, "", NULL);
+    CHECK_STR(c.wh.error, "bad_request");
+    CHECK_INT(c.wh.emits, 0);
+    call_free(&c);
+    g_desc->destroy(s);
+}
+
+static const json_t *at(const json_t *root, const char *path)
+{
+    return wh_json_path(root, path);
+}
+
+static void test_event_shapes(void)
+{
+    void *s = instance("{\"skill_id\": \"" SKILL "\", \"verify\": false, "
+                       "\"users\": {\"u-1\": \"Ana\"}}");
+    call c = {0};
+    const char *slots =
+        ",\"intent\":{\"name\":\"PlanIntent\",\"confirmationStatus\":\"CONFIRMED\",\"slots\":{"
+        "\"spoken\":{\"name\":\"spoken\",\"value\":\"tomorrow\"},"
+        "\"resolved\":{\"name\":\"resolved\",\"value\":\"q three\",\"resolutions\":"
+        "{\"resolutionsPerAuthority\":[{\"status\":{\"code\":\"ER_SUCCESS_NO_MATCH\"}},"
+        "{\"status\":{\"code\":\"ER_SUCCESS_MATCH\"},\"values\":[{\"value\":{\"name\":\"Q3\","
+        "\"id\":\"q3\"}},{\"value\":{\"name\":\"Q4\"}}]}]}},"
+        "\"nomatch\":{\"name\":\"nomatch\",\"value\":\"blue\",\"resolutions\":"
+        "{\"resolutionsPerAuthority\":[{\"status\":{\"code\":\"ER_SUCCESS_NO_MATCH\"}}]}},"
+        "\"empty\":{\"name\":\"empty\",\"confirmationStatus\":\"NONE\"},"
+        "\"simple\":{\"name\":\"simple\",\"slotValue\":{\"type\":\"Simple\",\"value\":\"x\"}},"
+        "\"list\":{\"name\":\"list\",\"slotValue\":{\"type\":\"List\",\"values\":["
+        "{\"type\":\"Simple\",\"value\":\"ham\"},{\"type\":\"Simple\",\"value\":\"egg\","
+        "\"resolutions\":{\"resolutionsPerAuthority\":[{\"status\":{\"code\":"
+        "\"ER_SUCCESS_MATCH\"},\"values\":[{\"value\":{\"name\":\"Egg\"}}]}]}},"
+        "{\"type\":\"Simple\"}]}},"
+        "\"odd\":[1,2]}}";
+    send_raw(s, &c, body_of("IntentRequest", "r-i", 0, SKILL, slots), NULL, "", NULL);
+    CHECK_INT(c.wh.emits, 1);
+    CHECK_STR(c.wh.kind, "intent");
+    json_t *want = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s, s:[s, s]}}", "name", "PlanIntent",
+                             "confirmation", "CONFIRMED", "slots", "spoken", "tomorrow", "resolved",
+                             "Q3", "nomatch", "blue", "simple", "x", "list", "ham", "Egg");
+    if (!json_equal(want, at(c.wh.data, "intent"))) {
+        char *got = json_dumps(at(c.wh.data, "intent"), JSON_COMPACT | JSON_SORT_KEYS);
+        fprintf(stderr, "intent: %s\n", got);
+        free(got);
+        wh_test_failures++;
+    }
+    json_decref(want);
+    CHECK_STR(json_string_value(at(c.wh.data, "user.id")), "u-1");
+    CHECK_STR(json_string_value(at(c.wh.data, "user.name")), "Ana");
+    CHECK_STR(json_string_value(at(c.wh.data, "session.id")), "s-1");
+    CHECK(json_is_true(at(c.wh.data, "session.new")));
+    CHECK_INT(json_integer_value(at(c.wh.data, "session.attributes.a")), 1);
+    CHECK_STR(json_string_value(at(c.wh.data, "locale")), "de-DE");
+    CHECK_STR(json_string_value(at(c.wh.data, "request.type")), "IntentRequest");
+    CHECK_STR(json_string_value(at(c.wh.data, "request.id")), "r-i");
+    CHECK(json_is_string(at(c.wh.data, "request.timestamp")));
+    CHECK_STR(json_string_value(at(c.wh.data, "raw.context.System.apiAccessToken")), "tok");
+    CHECK_INT(c.wh.waits, 1);
+
+    /* session end: answered at once with an empty response, rules still see it */
+    send_raw(s, &c,
+             body_of("SessionEndedRequest", "r-e", 0, SKILL,
+                     ",\"reason\":\"ERROR\",\"error\":{\"type\":\"INVALID_RESPONSE\"}"),
+             NULL, "", NULL);
+    CHECK_STR(c.wh.kind, "session_ended");
+    CHECK_INT(c.wh.waits, 0);
+    CHECK_INT(c.wh.answers, 1);
+    CHECK_STR(c.wh.answer, "{\"version\":\"1.0\",\"response\":{}}");
+    CHECK_STR(json_string_value(at(c.wh.data, "request.reason")), "ERROR");
+    CHECK_STR(json_string_value(at(c.wh.data, "request.error.type")), "INVALID_RESPONSE");
+    CHECK(at(c.wh.data, "intent") == NULL);
+
+    /* any other request type is `request`; no session, user from the session is not needed */
+    char extra[512];
+    snprintf(extra, sizeof extra,
+             "{\"request\":{\"type\":\"CanFulfillIntentRequest\",\"requestId\":\"x\","
+             "\"timestamp\":%lld,\"intent\":{\"name\":\"A\"}},\"context\":{\"System\":{"
+             "\"application\":{\"applicationId\":\"" SKILL "\"},\"user\":{\"userId\":\"u-2\"}}}}",
+             (long long)g_now);
+    send_raw(s, &c, strdup(extra), NULL, "", NULL);
+    CHECK_STR(c.wh.kind, "request");
+    CHECK(at(c.wh.data, "session") == NULL);
+    CHECK_STR(json_string_value(at(c.wh.data, "user.id")), "u-2");
+    CHECK(at(c.wh.data, "user.name") == NULL);
+    CHECK_STR(json_string_value(at(c.wh.data, "intent.name")), "A");
+    CHECK_INT(json_object_size(at(c.wh.data, "intent.slots")), 0);
+    CHECK_INT(c.wh.waits, 1);
+    call_free(&c);
+    g_desc->destroy(s);
+}
+
+/* respond() with `response` (JSON text) for an event; returns the parsed envelope. */
+static json_t *respond(void *s, const char *response, const char *event)
+{
+    json_t *r = json_loads(response, 0, NULL);
+    json_t *e =
+        json_loads(event ? event : "{\"data\":{\"session\":{\"attributes\":{\"k\":1}}}}", 0, NULL);
+    CHECK(r && e);
+    wh_reply out = {0};
+    CHECK_INT(g_desc->respond(s, e, r, &out), WH_OK);
+    CHECK_INT(out.status, 200);
+    CHECK_STR(out.ctype, "application/json;charset=UTF-8");
+    CHECK(out.body && strlen(out.body) <= 24 * 1024);
+    json_t *env = out.body ? json_loads(out.body, 0, NULL) : NULL;
+    CHECK(env != NULL);
+    CHECK_STR(json_string_value(json_object_get(env, "version")), "1.0");
+    CHECK(json_is_boolean(at(env, "response.shouldEndSession")));
+    free(out.body);
+    json_decref(r);
+    json_decref(e);
+    return env;
+}
+
+static size_t utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    }
+    return n;
+}
+
+static void test_respond(void)
+{
+    void *s = instance("{\"skill_id\": \"x\", \"verify\": false, \"fallback_speech\": \"Later.\"}");
+
+    json_t *env = respond(s,
+                          "{\"speech\": \"Hi\", \"reprompt\": \"<speak>Again?</speak>\", \"card\": "
+                          "{\"title\": \"T\", \"text\": \"C\"}, \"end_session\": false, "
+                          "\"attributes\": {\"x\": [1]}}",
+                          NULL);
+    json_t *want = json_loads(
+        "{\"version\":\"1.0\",\"sessionAttributes\":{\"x\":[1]},\"response\":{\"outputSpeech\":"
+        "{\"type\":\"PlainText\",\"text\":\"Hi\"},\"card\":{\"type\":\"Simple\",\"title\":\"T\","
+        "\"content\":\"C\"},\"reprompt\":{\"outputSpeech\":{\"type\":\"SSML\",\"ssml\":"
+        "\"<speak>Again?</speak>\"}},\"shouldEndSession\":false}}",
+        0, NULL);
+    CHECK(json_equal(env, want));
+    json_decref(want);
+    json_decref(env);
+
+    /* defaults: the session ends, attributes are not carried; SSML trimmed */
+    env = respond(s, "{\"speech\": \"  <speak>a &amp; b</speak>\\n\"}", NULL);
+    CHECK_STR(json_string_value(at(env, "response.outputSpeech.type")), "SSML");
+    CHECK_STR(json_string_value(at(env, "response.outputSpeech.ssml")), "<speak>a &amp; b</speak>");
+    CHECK(json_is_true(at(env, "response.shouldEndSession")));
+    CHECK(json_object_get(env, "sessionAttributes") == NULL);
+    CHECK(at(env, "response.reprompt") == NULL && at(env, "response.card") == NULL);
+    json_decref(env);
+
+    /* the session goes on: its attributes are carried over */
+    env = respond(s, "{\"speech\": 42, \"end_session\": \"false\"}", NULL);
+    CHECK_STR(json_string_value(at(env, "response.outputSpeech.text")), "42");
+    CHECK(json_is_false(at(env, "response.shouldEndSession")));
+    CHECK_INT(json_integer_value(at(env, "sessionAttributes.k")), 1);
+    json_decref(env);
+
+    /* odd values: warned about, sensible defaults */
+    int warns = g_warns;
+    env = respond(s, "{\"speech\": \"\", \"end_session\": 0, \"attributes\": [1], \"card\": 5}",
+                  NULL);
+    CHECK_INT(g_warns, warns + 2);
+    CHECK(at(env, "response.outputSpeech") == NULL);
+    CHECK(json_is_true(at(env, "response.shouldEndSession")));
+    CHECK(json_object_get(env, "sessionAttributes") == NULL);
+    CHECK(at(env, "response.card") == NULL);
+    json_decref(env);
+
+    /* the fallback object the hub passes at the deadline */
+    env = respond(s, "{\"speech\": \"Later.\"}", NULL);
+    CHECK_STR(json_string_value(at(env, "response.outputSpeech.text")), "Later.");
+    json_decref(env);
+
+    /* speech over 8000 characters is shortened (by characters, not bytes) */
+    size_t n = 9000;
+    char *big = malloc(n * 2 + 64);
+    char *p = big + sprintf(big, "{\"speech\": \"");
+    for (size_t i = 0; i < n; i++) {
+        p += sprintf(p, "\xc3\xa9"); /* é */
+    }
+    sprintf(p, "\"}");
+    env = respond(s, big, NULL);
+    CHECK_INT(utf8_len(json_string_value(at(env, "response.outputSpeech.text"))), 8000);
+    json_decref(env);
+    free(big);
+
+    /* SSML over 8000 characters becomes plain text without tags */
+    big = malloc(20 * 1000 + 64);
+    p = big + sprintf(big, "{\"speech\": \"<speak>");
+    for (int i = 0; i < 1000; i++) {
+        p += sprintf(p, "<p>a&amp;b</p>");
+    }
+    sprintf(p, "</speak>\"}");
+    env = respond(s, big, NULL);
+    CHECK_STR(json_string_value(at(env, "response.outputSpeech.type")), "PlainText");
+    const char *text = json_string_value(at(env, "response.outputSpeech.text"));
+    CHECK(text && strlen(text) == 3000 && strncmp(text, "a&ba&b", 6) == 0);
+    json_decref(env);
+    free(big);
+
+    /* a card is capped at 8000 characters together */
+    big = malloc(20000);
+    p = big + sprintf(big, "{\"card\": {\"title\": \"Title\", \"text\": \"");
+    memset(p, 'x', 9000);
+    sprintf(p + 9000, "\"}}");
+    env = respond(s, big, NULL);
+    CHECK_INT(strlen(json_string_value(at(env, "response.card.content"))), 8000 - 5);
+    json_decref(env);
+    free(big);
+
+    /* over 24 KB: attributes go first, then the card, then only the fallback is said */
+    big = malloc(40000);
+    p = big + sprintf(big, "{\"speech\": \"hello\", \"end_session\": false, \"attributes\": "
+                           "{\"blob\": \"");
+    memset(p, 'y', 30000);
+    sprintf(p + 30000, "\"}}");
+    warns = g_warns;
+    env = respond(s, big, NULL);
+    CHECK_INT(g_warns, warns + 1);
+    CHECK(json_object_get(env, "sessionAttributes") == NULL);
+    CHECK_STR(json_string_value(at(env, "response.outputSpeech.text")), "hello");
+    json_decref(env);
+    p = big + sprintf(big, "{\"speech\": \"");
+    for (int i = 0; i < 7000; i++) {
+        p += sprintf(p, "\xf0\x9f\x98\x80"); /* 4 bytes each: 28 KB under 8000 characters */
+    }
+    sprintf(p, "\", \"card\": {\"title\": \"t\"}}");
+    env = respond(s, big, NULL);
+    CHECK_STR(json_string_value(at(env, "response.outputSpeech.text")), "Later.");
+    CHECK(at(env, "response.card") == NULL);
+    json_decref(env);
+    free(big);
+    g_desc->destroy(s);
+}
+
+int main(void)
+{
+    void *so = dlopen(WH_CONNECTOR_DIR "/alexa.so", RTLD_NOW | RTLD_LOCAL);
+    if (!so) {
+        fprintf(stderr, "dlopen: %s\n", dlerror());
+        return 1;
+    }
+    const wh_connector *(*entry)(void) =
+        (const wh_connector *(*)(void))dlsym(so, WH_CONNECTOR_ENTRY_NAME);
+    CHECK(entry != NULL);
+    if (!entry) {
+        dlclose(so);
+        return wh_test_done("connector.alexa");
+    }
+    g_desc = entry();
+    g_seen = json_object();
+    make_pki();
+
+    test_descriptor_and_init();
+    test_cert_urls();
+    test_fetch_once_and_cache();
+    test_chain_checks();
+    test_cache_lifetime_and_limits();
+    test_signature_headers();
+    test_timestamps_and_skill();
+    test_event_shapes();
+    test_respond();
+
+    free_pki();
+    json_decref(g_seen);
+    dlclose(so);
+    return wh_test_done("connector.alexa");
+}
