@@ -188,6 +188,19 @@ wh_instances *wh_instances_load(const json_t *connectors, const char *connectors
         inst->config = copy;
         set->v[set->n++] = inst;
         problems += wh_options_apply(plugin->desc.options, common_keys, copy, doc, ptr, errors);
+        /* paths are relative to the config file, like the hub's own */
+        for (const wh_option *o = plugin->desc.options; o && o->name; o++) {
+            const char *v = json_string_value(json_object_get(copy, o->name));
+            if ((o->flags & WH_OPT_PATH) && v && v[0] != '/' && doc) {
+                char *dir = wh_dirname(wh_doc_file(doc));
+                char *full = dir ? wh_path_join(dir, v) : NULL;
+                if (full) {
+                    json_object_set_new(copy, o->name, json_string(full));
+                }
+                free(full);
+                free(dir);
+            }
+        }
         /* the hub's own keys: types checked, defaults filled, bounds enforced */
         json_t *own = json_object();
         for (const wh_option *o = common_options; o->name; o++) {

@@ -63,7 +63,7 @@ static const wh_option k_options[] = {
      "tests (logged as a warning at start)"},
     {"allow_sha1", WH_OPT_BOOL, "false", 0,
      "accept the legacy SHA-1 `Signature` header when `Signature-256` is absent"},
-    {"ca_file", WH_OPT_STRING, NULL, 0,
+    {"ca_file", WH_OPT_STRING, NULL, WH_OPT_PATH,
      "PEM file of trust anchors for the certificate chain; default the system's trust store"},
     {"cert_fetch_override", WH_OPT_STRING, NULL, 0,
      "URL prefix that replaces https://s3.amazonaws.com when fetching certificate chains "
@@ -341,6 +341,18 @@ static json_t *event_data(const alexa *a, json_t *root)
         json_decref(user);
         json_decref(data);
         return NULL;
+    }
+    /* The raw request goes to the journal and `wirehub tail`: the bearer tokens
+     * Amazon puts in it (the API access token, account linking's user token)
+     * are not for them. */
+    json_t *sys = json_object_get(json_object_get(root, "context"), "System");
+    json_t *tok_slots[] = {sys, json_object_get(sys, "user"),
+                           json_object_get(json_object_get(root, "session"), "user")};
+    static const char *const tok_names[] = {"apiAccessToken", "accessToken", "accessToken"};
+    for (size_t i = 0; i < sizeof tok_slots / sizeof tok_slots[0]; i++) {
+        if (json_is_string(json_object_get(tok_slots[i], tok_names[i]))) {
+            json_object_set_new(tok_slots[i], tok_names[i], json_string("(redacted)"));
+        }
     }
     if (json_object_set(data, "raw", root) != 0) {
         json_decref(data);

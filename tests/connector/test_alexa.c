@@ -1026,7 +1026,8 @@ static void test_event_shapes(void)
     CHECK_STR(json_string_value(at(c.wh.data, "request.type")), "IntentRequest");
     CHECK_STR(json_string_value(at(c.wh.data, "request.id")), "r-i");
     CHECK(json_is_string(at(c.wh.data, "request.timestamp")));
-    CHECK_STR(json_string_value(at(c.wh.data, "raw.context.System.apiAccessToken")), "tok");
+    /* the bearer tokens Amazon sends are not kept in the event (journal, tail) */
+    CHECK_STR(json_string_value(at(c.wh.data, "raw.context.System.apiAccessToken")), "(redacted)");
     CHECK_INT(c.wh.waits, 1);
 
     /* session end: answered at once with an empty response, rules still see it */

@@ -114,6 +114,7 @@ typedef enum {
 
 #define WH_OPT_REQUIRED 0x1u /**< the key must be present */
 #define WH_OPT_SECRET 0x2u   /**< never printed: `describe` and logs show *** */
+#define WH_OPT_PATH 0x4u     /**< a file path: a relative one is made relative to the config file */
 
 /**
  * One configuration key (or one operation argument).
