@@ -4,8 +4,10 @@
  * Owns: the order of the request checks (certificate URL, signature,
  * timestamp, skill id — the X.509 and signature work is alexa_verify.c's),
  * decoding a verified request into one event (launch, intent,
- * session_ended, request) for a caller that waits for the engine, and
- * turning a rule's generic response into Alexa's response envelope.
+ * session_ended, request) for a caller that waits for the engine,
+ * turning a rule's generic response into Alexa's response envelope, and the
+ * config and operations table (the `notify` operation itself, proactive
+ * events, is alexa_notify.c's).
  *
  * Must not: include anything but the SDK header, OpenSSL (through
  * alexa_verify.h), libc and jansson; block an HTTP thread (a certificate chain
@@ -17,6 +19,7 @@
  * thread. The instance is immutable after init(); the key cache has its own
  * lock.
  */
+#include "alexa_notify.h"
 #include "alexa_verify.h"
 
 #include <wirehub/connector.h>
@@ -42,6 +45,7 @@ typedef struct alexa {
     json_t *fallback; /* {"speech": fallback_speech} */
     json_t *users;    /* user id → name, or NULL */
     ax_verifier *verifier;
+    ax_notifier *notifier; /* the notify operation (its token cache: delivery thread only) */
 } alexa;
 
 /* A request waiting for its certificate chain to be fetched. */
@@ -73,6 +77,21 @@ static const wh_option k_options[] = {
     {"fallback_speech", WH_OPT_STRING, "\"Sorry, I can't answer that right now.\"", 0,
      "what Alexa says when no rule answers in time"},
     {"users", WH_OPT_OBJECT, NULL, 0, "user id → name: the name is given to rules as `user.name`"},
+    {"client_id", WH_OPT_STRING, NULL, WH_OPT_SECRET,
+     "notify: the skill's client id (developer console: Build → Permissions → Alexa Skill "
+     "Messaging)"},
+    {"client_secret", WH_OPT_STRING, NULL, WH_OPT_SECRET,
+     "notify: the skill's client secret (use ${env:…} or ${file:…})"},
+    {"auth_url", WH_OPT_STRING, "\"" AX_AUTH_URL_DEFAULT "\"", 0,
+     "notify: the OAuth token URL (Login with Amazon)"},
+    {"events_api_base", WH_OPT_STRING, "\"" AX_EVENTS_BASE_DEFAULT "\"", 0,
+     "notify: the Proactive Events host: https://api.amazonalexa.com (North America), "
+     "https://api.eu.amazonalexa.com (Europe), https://api.fe.amazonalexa.com (Far East)"},
+    {"stage", WH_OPT_STRING, "\"development\"", 0,
+     "notify: development (/v1/proactiveEvents/stages/development, for testers) or live "
+     "(/v1/proactiveEvents/, a certified skill)"},
+    {"expiry_s", WH_OPT_INT, "3600", 0,
+     "notify: seconds until a notification expires (expiryTime), 300 to 86400"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -86,6 +105,7 @@ static void alexa_destroy(void *state)
         return;
     }
     ax_verifier_destroy(a->verifier);
+    ax_notifier_destroy(a->notifier);
     json_decref(a->fallback);
     json_decref(a->users);
     free(a->skill_id);
@@ -160,6 +180,16 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
         host->log(inst, WH_LOG_WARN,
                   "verify: false — requests are NOT checked for Amazon's certificate and "
                   "signature: anyone who reaches this hook can speak as Alexa. Local tests only.");
+    }
+    char nerr[256];
+    int nrc = ax_notifier_new(host, inst, config, &a->notifier, nerr, sizeof nerr);
+    if (nrc == WH_ERR_CONFIG) {
+        host->log(inst, WH_LOG_ERROR, "config: %s", nerr);
+        goto fail_config;
+    }
+    if (nrc != WH_OK) {
+        alexa_destroy(a);
+        return nrc;
     }
     *state = a;
     return WH_OK;
@@ -809,16 +839,33 @@ static int alexa_respond(void *state, const json_t *event, const json_t *respons
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Operations                                                                */
+
+static int op_notify(void *state, wh_call *call, const json_t *args)
+{
+    alexa *a = state;
+    return ax_notify_start(a->notifier, call, args);
+}
+
+static const wh_operation k_operations[] = {
+    {"notify",
+     "Proactive Events: AMAZON.MessageAlert.Activated (\"You have 3 new messages from your "
+     "team\") for one user; result {status, reference_id}",
+     ax_notify_args, op_notify, 0},
+    {NULL, NULL, NULL, NULL, 0},
+};
+
 static const wh_connector k_alexa = {
-    WH_CONNECTOR_HEADER(
-        "alexa", "1.0.0",
-        "Alexa Skills Kit custom skill endpoint (verified requests in, speech out)"),
+    WH_CONNECTOR_HEADER("alexa", "1.1.0",
+                        "Alexa Skills Kit custom skill endpoint (verified requests in, speech "
+                        "out) and proactive notifications"),
     .options = k_options,
     .init = alexa_init,
     .destroy = alexa_destroy,
     .webhook = alexa_webhook,
     .respond = alexa_respond,
-    .operations = NULL,
+    .operations = k_operations,
 };
 
 WH_CONNECTOR_EXPORT(k_alexa)

@@ -7,6 +7,10 @@
  * the certificate URL rules, one fetch per URL shared by waiting requests, the
  * cache's lifetime and limits, the chain checks, signatures, timestamps, skill
  * ids, the event's shape and the response envelope's limits.
+ *
+ * The `notify` operation (proactive events) runs against the same fake HTTP
+ * client: the token request and the event posts are inspected byte for byte
+ * and answered by hand (202, 401, 429, 5xx, transport errors, LWA errors).
  */
 #include "testlib.h"
 #include "match.h"
@@ -56,9 +60,21 @@ struct wh_reply {
     char *body;
 };
 
+/* One operation call: its key and attempt, and how it completed. */
+struct wh_call {
+    char key[128];
+    int attempt;
+    int completes;
+    wh_outcome outcome;
+    json_t *result;
+    long retry_after;
+    char error[512];
+};
+
 #define T0 1800000000000LL /* 2027-01-15T08:00:00Z */
 static int64_t g_now = T0;
 static char g_log[1024];
+static wh_buf g_log_all; /* every line logged, to look for secrets */
 static int g_warns, g_errors;
 static json_t *g_seen; /* dedupe ids */
 static int g_dedupe_on;
@@ -67,6 +83,9 @@ static int g_dedupe_on;
 static struct {
     int calls, fail_rc;
     char url[FETCH_MAX][512];
+    char method[FETCH_MAX][8];
+    char headers[FETCH_MAX][1024]; /* "Name: value" lines */
+    char body[FETCH_MAX][2048];
     long timeout[FETCH_MAX];
     size_t max_response[FETCH_MAX];
     wh_http_done done[FETCH_MAX];
@@ -79,6 +98,7 @@ static void f_log(const wh_instance *inst, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(g_log, sizeof g_log, fmt, ap);
     va_end(ap);
+    wh_buf_printf(&g_log_all, "%s\n", g_log);
     g_warns += level == WH_LOG_WARN;
     g_errors += level == WH_LOG_ERROR;
 }
@@ -175,6 +195,15 @@ static int f_http(wh_instance *inst, const wh_http_request *req, wh_http_done do
         return WH_ERR_BUSY;
     }
     snprintf(g_http.url[i], sizeof g_http.url[i], "%s", req->url);
+    snprintf(g_http.method[i], sizeof g_http.method[i], "%s", req->method ? req->method : "GET");
+    g_http.headers[i][0] = '\0';
+    for (size_t h = 0; req->headers && req->headers[h]; h++) {
+        size_t o = strlen(g_http.headers[i]);
+        snprintf(g_http.headers[i] + o, sizeof g_http.headers[i] - o, "%s\n", req->headers[h]);
+    }
+    CHECK(req->body_len < sizeof g_http.body[i]);
+    snprintf(g_http.body[i], sizeof g_http.body[i], "%.*s", (int)req->body_len,
+             req->body ? (const char *)req->body : "");
     g_http.timeout[i] = req->timeout_ms;
     g_http.max_response[i] = req->max_response;
     g_http.done[i] = done;
@@ -195,6 +224,37 @@ static int f_dedupe(wh_webhook *wh, const char *id)
     return 0;
 }
 
+static const char *f_call_key(const wh_call *call)
+{
+    return call->key;
+}
+
+static int f_call_attempt(const wh_call *call)
+{
+    return call->attempt;
+}
+
+static int f_complete(wh_call *call, wh_outcome outcome, json_t *result, long retry_after_ms,
+                      const char *error)
+{
+    call->completes++;
+    call->outcome = outcome;
+    json_decref(call->result);
+    call->result = result;
+    call->retry_after = retry_after_ms;
+    snprintf(call->error, sizeof call->error, "%s", error ? error : "");
+    return WH_OK;
+}
+
+/* delay-seconds only (the real host also takes HTTP-dates) */
+static long f_retry_after_ms(const wh_instance *inst, const char *value)
+{
+    if (!value || !*value || strspn(value, "0123456789") != strlen(value)) {
+        return -1;
+    }
+    return atol(value) * 1000;
+}
+
 static const wh_host g_host = {
     .struct_size = sizeof(wh_host),
     .abi_minor = WH_ABI_MINOR,
@@ -213,6 +273,10 @@ static const wh_host g_host = {
     .http = f_http,
     .ct_equal = wh_ct_equal,
     .dedupe = f_dedupe,
+    .call_key = f_call_key,
+    .call_attempt = f_call_attempt,
+    .complete = f_complete,
+    .retry_after_ms = f_retry_after_ms,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1206,6 +1270,518 @@ static void test_respond(void)
     g_desc->destroy(s);
 }
 
+/* ------------------------------------------------------------------------ */
+/* notify: proactive events                                                  */
+
+#define N_ID "amzn1.application-oa2-client.ID1"
+#define N_SECRET "S3CRET/+&=value"
+#define N_AUTH "https://auth.test/auth/o2/token"
+#define N_EVENTS "https://events.test/v1/proactiveEvents/stages/development"
+#define N_TOKEN1 "Atza|TOKEN-ONE"
+#define N_TOKEN2 "Atza|TOKEN-TWO"
+
+static const wh_operation *notify_op(void)
+{
+    for (const wh_operation *op = g_desc->operations; op && op->name; op++) {
+        if (strcmp(op->name, "notify") == 0) {
+            return op;
+        }
+    }
+    return NULL;
+}
+
+/* An instance with client credentials (expiry 15 minutes) plus `extra` keys. */
+static void *notifier(const char *extra)
+{
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg,
+             "{\"skill_id\": \"x\", \"client_id\": \"" N_ID "\", \"client_secret\": \"" N_SECRET
+             "\", \"auth_url\": \"" N_AUTH "\", \"events_api_base\": \"https://events.test/\", "
+             "\"expiry_s\": 900%s}",
+             extra ? extra : "");
+    return instance(cfg);
+}
+
+static void call_reset(wh_call *c, const char *key, int attempt)
+{
+    json_decref(c->result);
+    memset(c, 0, sizeof *c);
+    snprintf(c->key, sizeof c->key, "%s", key);
+    c->attempt = attempt;
+}
+
+/* Start notify with `args` (JSON text) as call `c` (key, attempt). */
+static void notify(void *s, wh_call *c, const char *key, int attempt, const char *args)
+{
+    call_reset(c, key, attempt);
+    json_t *a = json_loads(args, 0, NULL);
+    CHECK(a != NULL);
+    CHECK_INT(notify_op()->start(s, c, a), WH_OK);
+    json_decref(a);
+}
+
+/* Answer exchange i with a status, a body and response headers (JSON text or NULL). */
+static void answer(int i, int status, const char *body, const char *headers)
+{
+    CHECK(i < g_http.calls && g_http.done[i] != NULL);
+    if (i >= g_http.calls || !g_http.done[i]) {
+        return;
+    }
+    json_t *h = headers ? json_loads(headers, 0, NULL) : json_object();
+    wh_http_response r = {
+        status, status ? NULL : "Connection refused", 0, body, body ? strlen(body) : 0, h};
+    wh_http_done done = g_http.done[i];
+    g_http.done[i] = NULL;
+    done(g_http.user[i], &r);
+    json_decref(h);
+}
+
+static void token_ok(int i, const char *token, int expires_in)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"access_token\": \"%s\", \"scope\": \"alexa::proactive_events\", "
+             "\"token_type\": \"bearer\", \"expires_in\": %d}",
+             token, expires_in);
+    CHECK_STR(g_http.url[i], N_AUTH);
+    answer(i, 200, body, NULL);
+}
+
+static char *expected_ref(const char *key)
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_Digest(key, strlen(key), md, &n, EVP_sha256(), NULL);
+    char *out = malloc(3 + 64 + 1);
+    memcpy(out, "wh-", 3);
+    wh_hex(md, 32, out + 3);
+    return out;
+}
+
+static bool has_header(int i, const char *line)
+{
+    char want[1100];
+    snprintf(want, sizeof want, "%s\n", line);
+    return strstr(g_http.headers[i], want) != NULL;
+}
+
+static json_t *body_json(int i)
+{
+    json_t *b = json_loads(g_http.body[i], 0, NULL);
+    CHECK(b != NULL);
+    return b;
+}
+
+static const char *jget(const json_t *root, const char *path)
+{
+    return json_string_value(wh_json_path(root, path));
+}
+
+static void test_notify_config(void)
+{
+    const wh_operation *op = notify_op();
+    CHECK(op != NULL);
+    if (!op) {
+        return;
+    }
+    CHECK(op->flags == 0);
+    const char *want[] = {"user", "creator", "count", "urgency"};
+    for (size_t i = 0; i < 4; i++) {
+        CHECK(op->args[i].name && strcmp(op->args[i].name, want[i]) == 0);
+        CHECK(((op->args[i].flags & WH_OPT_REQUIRED) != 0) == (i < 3));
+    }
+    CHECK(op->args[4].name == NULL);
+    int secrets = 0;
+    for (const wh_option *o = g_desc->options; o->name; o++) {
+        if (strcmp(o->name, "client_id") == 0 || strcmp(o->name, "client_secret") == 0) {
+            secrets += (o->flags & WH_OPT_SECRET) != 0;
+        }
+    }
+    CHECK_INT(secrets, 2);
+
+    void *s;
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"client_id\": \"a\"}", &s), WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "client_secret") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"client_secret\": \"" N_SECRET "\"}", &s),
+              WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "client_id") != NULL && !strstr(g_log, N_SECRET));
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"stage\": \"beta\"}", &s), WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "stage") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"expiry_s\": 299}", &s), WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "expiry_s") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"expiry_s\": 86401}", &s), WH_ERR_CONFIG);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"auth_url\": \"ftp://x/token\"}", &s),
+              WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "auth_url") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"events_api_base\": \"https://e.test/?a=1\"}", &s),
+              WH_ERR_CONFIG);
+    CHECK(strstr(g_log, "events_api_base") != NULL);
+
+    /* plain http:// for credentials and tokens: a warning each */
+    int warns = g_warns;
+    s = notifier(", \"auth_url\": \"http://127.0.0.1:9/token\", \"events_api_base\": "
+                 "\"http://127.0.0.1:9\"");
+    CHECK_INT(g_warns, warns + 2);
+    g_desc->destroy(s);
+
+    /* no credentials: the instance starts, notify says what to configure */
+    s = instance("{\"skill_id\": \"x\"}");
+    wh_call c = {0};
+    notify(s, &c, "k", 1, "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}");
+    CHECK_INT(c.completes, 1);
+    CHECK_INT(c.outcome, WH_CALL_FAIL);
+    CHECK(strstr(c.error, "client_id") && strstr(c.error, "client_secret"));
+    CHECK_INT(g_http.calls, 0);
+    call_reset(&c, "", 0);
+    g_desc->destroy(s);
+}
+
+static void test_notify_event_and_token(void)
+{
+    int64_t saved = g_now;
+    g_now = T0 + 250;
+    g_http.calls = 0;
+    void *s = notifier(NULL);
+    wh_call a = {0}, b = {0}, c = {0};
+
+    /* two calls before any token: one token request */
+    notify(s, &a, "run-1.0", 1,
+           "{\"user\": \"amzn1.ask.account.U1\", \"creator\": \"your team\", \"count\": 2, "
+           "\"urgency\": \"URGENT\"}");
+    notify(s, &b, "run-2.0", 1,
+           "{\"user\": \"amzn1.ask.account.U2\", \"creator\": \"Ben\", \"count\": \" 3\"}");
+    CHECK_INT(g_http.calls, 1);
+    CHECK_INT(a.completes + b.completes, 0);
+    CHECK_STR(g_http.method[0], "POST");
+    CHECK_STR(g_http.url[0], N_AUTH);
+    CHECK(has_header(0, "Content-Type: application/x-www-form-urlencoded"));
+    CHECK_STR(g_http.body[0], "grant_type=client_credentials&client_id=amzn1.application-oa2-"
+                              "client.ID1&client_secret=S3CRET%2F%2B%26%3Dvalue&scope=alexa%3A%3A"
+                              "proactive_events");
+    token_ok(0, N_TOKEN1, 3600);
+    CHECK_INT(g_http.calls, 3);
+    for (int i = 1; i <= 2; i++) {
+        CHECK_STR(g_http.method[i], "POST");
+        CHECK_STR(g_http.url[i], N_EVENTS);
+        CHECK(has_header(i, "Authorization: Bearer " N_TOKEN1));
+        CHECK(has_header(i, "Content-Type: application/json"));
+    }
+
+    /* the event, field by field */
+    char *ref_a = expected_ref("run-1.0"), *ref_b = expected_ref("run-2.0");
+    json_t *ev = body_json(1);
+    CHECK_STR(jget(ev, "timestamp"), "2027-01-15T08:00:00.250Z");
+    CHECK_STR(jget(ev, "expiryTime"), "2027-01-15T08:15:00.250Z");
+    CHECK_STR(jget(ev, "referenceId"), ref_a);
+    CHECK_INT(strlen(ref_a), 67);
+    CHECK_STR(jget(ev, "event.name"), "AMAZON.MessageAlert.Activated");
+    CHECK_STR(jget(ev, "event.payload.state.status"), "UNREAD");
+    CHECK_STR(jget(ev, "event.payload.state.freshness"), "NEW");
+    CHECK_STR(jget(ev, "event.payload.messageGroup.creator.name"), "your team");
+    CHECK_INT(json_integer_value(wh_json_path(ev, "event.payload.messageGroup.count")), 2);
+    CHECK(json_is_integer(wh_json_path(ev, "event.payload.messageGroup.count")));
+    CHECK_STR(jget(ev, "event.payload.messageGroup.urgency"), "URGENT");
+    CHECK(json_is_array(json_object_get(ev, "localizedAttributes")));
+    CHECK_STR(jget(ev, "relevantAudience.type"), "Unicast");
+    CHECK_STR(jget(ev, "relevantAudience.payload.user"), "amzn1.ask.account.U1");
+    json_decref(ev);
+    ev = body_json(2);
+    CHECK_STR(jget(ev, "referenceId"), ref_b);
+    CHECK_STR(jget(ev, "relevantAudience.payload.user"), "amzn1.ask.account.U2");
+    CHECK_STR(jget(ev, "event.payload.messageGroup.creator.name"), "Ben");
+    CHECK_INT(json_integer_value(wh_json_path(ev, "event.payload.messageGroup.count")), 3);
+    CHECK(wh_json_path(ev, "event.payload.messageGroup.urgency") == NULL);
+    json_decref(ev);
+
+    /* 202: OK with {status, reference_id} */
+    answer(1, 202, "", NULL);
+    CHECK_INT(a.completes, 1);
+    CHECK_INT(a.outcome, WH_CALL_OK);
+    CHECK_INT(json_integer_value(json_object_get(a.result, "status")), 202);
+    CHECK_STR(jget(a.result, "reference_id"), ref_a);
+    CHECK_INT(json_object_size(a.result), 2);
+    answer(2, 202, NULL, NULL);
+    CHECK_INT(b.completes, 1);
+    CHECK_INT(b.outcome, WH_CALL_OK);
+
+    /* ten minutes later the token is reused; a minute before it expires it is not */
+    g_now += 600000;
+    notify(s, &c, "run-3.0", 1, "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}");
+    CHECK_INT(g_http.calls, 4);
+    CHECK_STR(g_http.url[3], N_EVENTS);
+    CHECK(has_header(3, "Authorization: Bearer " N_TOKEN1));
+    answer(3, 202, NULL, NULL);
+    CHECK_INT(c.outcome, WH_CALL_OK);
+    g_now = T0 + 250 + (3600 - 60) * 1000LL;
+    notify(s, &c, "run-4.0", 1, "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}");
+    CHECK_INT(g_http.calls, 5);
+    CHECK_STR(g_http.url[4], N_AUTH);
+    token_ok(4, N_TOKEN2, 3600);
+    CHECK_INT(g_http.calls, 6);
+    CHECK(has_header(5, "Authorization: Bearer " N_TOKEN2));
+    json_t *ev4 = body_json(5);
+    CHECK_STR(jget(ev4, "timestamp"), "2027-01-15T08:59:00.250Z");
+    CHECK_STR(jget(ev4, "expiryTime"), "2027-01-15T09:14:00.250Z");
+    json_decref(ev4);
+    answer(5, 202, NULL, NULL);
+    CHECK_INT(c.outcome, WH_CALL_OK);
+
+    /* live stage, another region, default expiry (one hour) */
+    g_desc->destroy(s);
+    s = notifier(", \"stage\": \"live\", \"events_api_base\": \"https://api.eu.amazonalexa.com\", "
+                 "\"expiry_s\": 3600");
+    g_now = T0;
+    g_http.calls = 0;
+    notify(s, &c, "k", 1, "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}");
+    token_ok(0, N_TOKEN1, 3600);
+    CHECK_STR(g_http.url[1], "https://api.eu.amazonalexa.com/v1/proactiveEvents/");
+    ev = body_json(1);
+    CHECK_STR(jget(ev, "timestamp"), "2027-01-15T08:00:00.000Z");
+    CHECK_STR(jget(ev, "expiryTime"), "2027-01-15T09:00:00.000Z");
+    json_decref(ev);
+    answer(1, 202, NULL, NULL);
+
+    free(ref_a);
+    free(ref_b);
+    call_reset(&a, "", 0);
+    call_reset(&b, "", 0);
+    call_reset(&c, "", 0);
+    g_desc->destroy(s);
+    g_now = saved;
+    g_http.calls = 0;
+}
+
+static void test_notify_refresh_after_401(void)
+{
+    g_http.calls = 0;
+    void *s = notifier(NULL);
+    wh_call a = {0}, b = {0};
+    const char *args = "{\"user\": \"u\", \"creator\": \"team\", \"count\": 4}";
+
+    /* a cached token that Amazon no longer takes: one new token, the same event again */
+    notify(s, &a, "run-401", 1, args);
+    token_ok(0, N_TOKEN1, 3600);
+    answer(1, 401, "{\"message\": \"token expired\"}", NULL);
+    CHECK_INT(a.completes, 0);
+    CHECK_INT(g_http.calls, 3);
+    CHECK_STR(g_http.url[2], N_AUTH);
+    token_ok(2, N_TOKEN2, 3600);
+    CHECK_INT(g_http.calls, 4);
+    CHECK_STR(g_http.url[3], N_EVENTS);
+    CHECK(has_header(3, "Authorization: Bearer " N_TOKEN2));
+    CHECK_STR(g_http.body[3], g_http.body[1]);
+    answer(3, 202, NULL, NULL);
+    CHECK_INT(a.completes, 1);
+    CHECK_INT(a.outcome, WH_CALL_OK);
+
+    /* two calls answered 401 with the same token: one token request between them */
+    notify(s, &a, "run-x", 1, args);
+    notify(s, &b, "run-y", 1, args);
+    CHECK_INT(g_http.calls, 6);
+    answer(4, 401, NULL, NULL);
+    answer(5, 401, NULL, NULL);
+    CHECK_INT(g_http.calls, 7);
+    CHECK_STR(g_http.url[6], N_AUTH);
+    token_ok(6, "Atza|TOKEN-THREE", 3600);
+    CHECK_INT(g_http.calls, 9);
+    CHECK(has_header(7, "Authorization: Bearer Atza|TOKEN-THREE"));
+    CHECK(has_header(8, "Authorization: Bearer Atza|TOKEN-THREE"));
+
+    /* 401 again with the fresh token: FAIL, no third token */
+    answer(7, 401, NULL, NULL);
+    CHECK_INT(a.completes, 1);
+    CHECK_INT(a.outcome, WH_CALL_FAIL);
+    CHECK(strstr(a.error, "401") != NULL);
+    answer(8, 202, NULL, NULL);
+    CHECK_INT(b.outcome, WH_CALL_OK);
+    CHECK_INT(g_http.calls, 9);
+
+    call_reset(&a, "", 0);
+    call_reset(&b, "", 0);
+    g_desc->destroy(s);
+    g_http.calls = 0;
+}
+
+static void test_notify_outcomes(void)
+{
+    g_http.calls = 0;
+    void *s = notifier(NULL);
+    wh_call a = {0}, b = {0};
+    const char *args = "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}";
+    char *ref = expected_ref("run-500");
+
+    /* 500 with Retry-After: RETRY; the retried call (attempt 2) is the same event */
+    notify(s, &a, "run-500", 1, args);
+    token_ok(0, N_TOKEN1, 3600);
+    answer(1, 500, "oops", "{\"retry-after\": \"7\"}");
+    CHECK_INT(a.completes, 1);
+    CHECK_INT(a.outcome, WH_CALL_RETRY);
+    CHECK_INT(a.retry_after, 7000);
+    CHECK(strstr(a.error, "500") != NULL);
+    CHECK_STR(jget(a.result, "reference_id"), ref);
+    g_now += 7000;
+    notify(s, &a, "run-500", 2, args);
+    CHECK_INT(g_http.calls, 3);
+    json_t *ev = body_json(2);
+    CHECK_STR(jget(ev, "referenceId"), ref);
+    json_decref(ev);
+    answer(2, 202, NULL, NULL);
+    CHECK_INT(a.outcome, WH_CALL_OK);
+    CHECK_STR(jget(a.result, "reference_id"), ref);
+    free(ref);
+
+    /* 429 (Retry-After), 503 and no answer: RETRY; 403, 400, 432: FAIL */
+    static const struct {
+        int status;
+        const char *body, *headers;
+        wh_outcome outcome;
+        long retry_after;
+        const char *says;
+    } cases[] = {
+        {429, NULL, "{\"retry-after\": \"3\"}", WH_CALL_RETRY, 3000, "429"},
+        {503, NULL, NULL, WH_CALL_RETRY, 0, "503"},
+        {0, NULL, NULL, WH_CALL_RETRY, 0, "Connection refused"},
+        {403, "{\"message\": \"Forbidden\"}", NULL, WH_CALL_FAIL, 0, "403 (Forbidden)"},
+        {400, "{\"message\": \"Invalid expiryTime\\n\"}", NULL, WH_CALL_FAIL, 0,
+         "400 (Invalid expiryTime )"},
+        {432, NULL, NULL, WH_CALL_FAIL, 0, "432"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int n = g_http.calls;
+        notify(s, &a, "run-case", 1, args);
+        CHECK_INT(g_http.calls, n + 1);
+        answer(n, cases[i].status, cases[i].body, cases[i].headers);
+        CHECK_INT(a.completes, 1);
+        CHECK_INT(a.outcome, cases[i].outcome);
+        CHECK_INT(a.retry_after, cases[i].retry_after);
+        if (!strstr(a.error, cases[i].says)) {
+            fprintf(stderr, "status %d: error \"%s\" lacks \"%s\"\n", cases[i].status, a.error,
+                    cases[i].says);
+            wh_test_failures++;
+        }
+        CHECK_INT(json_integer_value(json_object_get(a.result, "status")), cases[i].status);
+    }
+
+    /* the request cannot start: RETRY */
+    g_http.fail_rc = WH_ERR_BUSY;
+    notify(s, &a, "run-busy", 1, args);
+    g_http.fail_rc = 0;
+    CHECK_INT(a.completes, 1);
+    CHECK_INT(a.outcome, WH_CALL_RETRY);
+
+    /* bad arguments: FAIL at once, nothing sent */
+    static const struct {
+        const char *args, *says;
+    } bad[] = {
+        {"{\"creator\": \"team\", \"count\": 1}", "`user` is required"},
+        {"{\"user\": \"\", \"creator\": \"team\", \"count\": 1}", "`user` is required"},
+        {"{\"user\": 5, \"creator\": \"team\", \"count\": 1}", "`user` must be a string"},
+        {"{\"user\": \"u\\n\", \"creator\": \"team\", \"count\": 1}", "`user` must be a string"},
+        {"{\"user\": \"u\", \"count\": 1}", "`creator` is required"},
+        {"{\"user\": \"u\", \"creator\": [], \"count\": 1}", "`creator` must be a string"},
+        {"{\"user\": \"u\", \"creator\": \"team\"}", "`count`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": 0}", "`count`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": -2}", "`count`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": \"abc\"}", "`count`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": \"3x\"}", "`count`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": 1.5}", "`count`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": 1000001}", "`count`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": 1, \"urgency\": \"LOW\"}",
+         "`urgency`"},
+        {"{\"user\": \"u\", \"creator\": \"team\", \"count\": 1, \"urgency\": 2}", "`urgency`"},
+    };
+    int n = g_http.calls;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        notify(s, &a, "run-bad", 1, bad[i].args);
+        CHECK_INT(a.completes, 1);
+        CHECK_INT(a.outcome, WH_CALL_FAIL);
+        if (!strstr(a.error, bad[i].says)) {
+            fprintf(stderr, "args %s: error \"%s\" lacks \"%s\"\n", bad[i].args, a.error,
+                    bad[i].says);
+            wh_test_failures++;
+        }
+    }
+    CHECK_INT(g_http.calls, n);
+    /* a long creator name is fine up to 256 bytes; "urgent" in any case and false work */
+    notify(s, &a, "run-ok", 1,
+           "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1, \"urgency\": \"urgent\"}");
+    CHECK_INT(g_http.calls, n + 1);
+    ev = body_json(n);
+    CHECK_STR(jget(ev, "event.payload.messageGroup.urgency"), "URGENT");
+    json_decref(ev);
+    answer(n, 202, NULL, NULL);
+    notify(s, &a, "run-ok2", 1,
+           "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1.0, \"urgency\": false}");
+    ev = body_json(n + 1);
+    CHECK(wh_json_path(ev, "event.payload.messageGroup.urgency") == NULL);
+    CHECK_INT(json_integer_value(wh_json_path(ev, "event.payload.messageGroup.count")), 1);
+    json_decref(ev);
+    answer(n + 1, 202, NULL, NULL);
+    CHECK_INT(a.outcome, WH_CALL_OK);
+    g_desc->destroy(s);
+
+    /* the token endpoint: bad credentials FAIL every waiting call, naming LWA's code only */
+    g_http.calls = 0;
+    s = notifier(NULL);
+    notify(s, &a, "t-1", 1, args);
+    notify(s, &b, "t-2", 1, args);
+    CHECK_INT(g_http.calls, 1);
+    answer(0, 401,
+           "{\"error_description\": \"Client authentication failed for " N_ID "\", "
+           "\"error\": \"invalid_client\"}",
+           NULL);
+    CHECK_INT(a.completes + b.completes, 2);
+    CHECK_INT(a.outcome, WH_CALL_FAIL);
+    CHECK_INT(b.outcome, WH_CALL_FAIL);
+    CHECK(strstr(a.error, "401 invalid_client") != NULL);
+    CHECK(strstr(a.error, "client_secret") != NULL); /* the hint names the key, not its value */
+    CHECK(!strstr(a.error, N_ID) && !strstr(a.error, N_SECRET));
+    CHECK(json_object_get(a.result, "status") == NULL);
+    /* 503 with Retry-After: RETRY; a transport error: RETRY; a 200 without a token: FAIL */
+    notify(s, &a, "t-3", 1, args);
+    CHECK_INT(g_http.calls, 2);
+    answer(1, 503, NULL, "{\"retry-after\": \"2\"}");
+    CHECK_INT(a.outcome, WH_CALL_RETRY);
+    CHECK_INT(a.retry_after, 2000);
+    notify(s, &a, "t-4", 1, args);
+    answer(2, 0, NULL, NULL);
+    CHECK_INT(a.outcome, WH_CALL_RETRY);
+    notify(s, &a, "t-5", 1, args);
+    answer(3, 200, "<html>not a token</html>", NULL);
+    CHECK_INT(a.outcome, WH_CALL_FAIL);
+    CHECK(strstr(a.error, "auth_url") != NULL);
+    notify(s, &a, "t-6", 1, args);
+    answer(4, 200, "{\"access_token\": \"bad token\\r\\nX: y\"}", NULL);
+    CHECK_INT(a.outcome, WH_CALL_FAIL);
+    /* the token request cannot start: RETRY, and the next call tries again */
+    g_http.fail_rc = WH_ERR_BUSY;
+    notify(s, &a, "t-7", 1, args);
+    g_http.fail_rc = 0;
+    CHECK_INT(a.outcome, WH_CALL_RETRY);
+    notify(s, &a, "t-8", 1, args);
+    CHECK_STR(g_http.url[g_http.calls - 1], N_AUTH);
+    token_ok(g_http.calls - 1, N_TOKEN1, 30); /* short-lived: used for 15 s */
+    answer(g_http.calls - 1, 202, NULL, NULL);
+    CHECK_INT(a.outcome, WH_CALL_OK);
+    g_now += 16000;
+    notify(s, &a, "t-9", 1, args);
+    CHECK_STR(g_http.url[g_http.calls - 1], N_AUTH);
+    token_ok(g_http.calls - 1, N_TOKEN2, 3600);
+    answer(g_http.calls - 1, 202, NULL, NULL);
+    CHECK_INT(a.outcome, WH_CALL_OK);
+
+    /* nothing secret was ever logged */
+    const char *log = g_log_all.data ? g_log_all.data : "";
+    CHECK(!strstr(log, N_SECRET) && !strstr(log, "S3CRET") && !strstr(log, N_ID));
+    CHECK(!strstr(log, N_TOKEN1) && !strstr(log, N_TOKEN2) && !strstr(log, "TOKEN-THREE"));
+    CHECK(strstr(log, "access token fetched") != NULL);
+
+    call_reset(&a, "", 0);
+    call_reset(&b, "", 0);
+    g_desc->destroy(s);
+    g_http.calls = 0;
+}
+
 int main(void)
 {
     void *so = dlopen(WH_CONNECTOR_DIR "/alexa.so", RTLD_NOW | RTLD_LOCAL);
@@ -1233,9 +1809,14 @@ int main(void)
     test_timestamps_and_skill();
     test_event_shapes();
     test_respond();
+    test_notify_config();
+    test_notify_event_and_token();
+    test_notify_refresh_after_401();
+    test_notify_outcomes();
 
     free_pki();
     json_decref(g_seen);
+    wh_buf_free(&g_log_all);
     dlclose(so);
     return wh_test_done("connector.alexa");
 }
