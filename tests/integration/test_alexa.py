@@ -513,7 +513,7 @@ class PresentationStoryTest(HubTest):
         self.slack.auto_replies = [("U1", "great, send the slides"),
                                    ("U2", "I'll join at three")]
         h = self.hub(self.config, files={"rules/presentation.yaml": self.rules})
-        self.assertEqual(self.ask(h, "GetFeedbackIntent", "req-s0"), "No replies yet.")
+        self.assertEqual(self.ask(h, "GetFeedbackIntent", "req-s0"), "Nothing new from the team.")
         self.assertEqual(self.ask(h, "GivePresentationIntent", "req-s1",
                                   {"topic": "Q3 roadmap"}), "OK, I told the team.")
         post = self.slack.wait_calls("chat.postMessage", 1)[0]
@@ -526,7 +526,8 @@ class PresentationStoryTest(HubTest):
             n[0] += 1
             return self.ask(h, "GetFeedbackIntent", "req-s2-%d" % n[0])
 
-        said = wait_until(lambda: (lambda t: t if t != "No replies yet." else None)(read_back()),
+        said = wait_until(lambda: (lambda t: t if t != "Nothing new from the team." else None)(
+                              read_back()),
                           20, "the replies to be read back")
         self.assertEqual(said,
                          "Ben says: great, send the slides. Chen Li says: I'll join at three.")
@@ -539,7 +540,7 @@ class PresentationStoryTest(HubTest):
              "originalDetectIntentRequest": {"source": "google",
                                              "payload": {"user": {"userId": "g-1"}}}},
             {"X-Agent-Key": "k-1"})
-        self.assertEqual((status, body["fulfillmentText"]), (200, "No replies yet."))
+        self.assertEqual((status, body["fulfillmentText"]), (200, "Nothing new from the team."))
         self.assertEqual(self.slack.problems, [])
 
 
