@@ -154,6 +154,8 @@ int wh_config_resolve_secrets(json_t *node, const wh_doc *doc, const char *point
 static const wh_option top_options[] = {
     {"listen", WH_OPT_STRING, "\"127.0.0.1:8080\"", 0, "host:port the gateway listens on"},
     {"state", WH_OPT_STRING, "\"wirehub.db\"", 0, "the SQLite state file"},
+    {"state_sync", WH_OPT_STRING, "\"full\"", 0,
+     "full: a commit survives power loss; normal: it survives a crash of wirehub (faster)"},
     {"rules", WH_OPT_STRING, "\"rules\"", 0, "directory of rule files"},
     {"connectors_dir", WH_OPT_STRING, NULL, 0, "directory of connector plugins"},
     {"log_level", WH_OPT_STRING, "\"info\"", 0, "error, warn, info or debug"},
@@ -314,6 +316,14 @@ wh_config *wh_config_load(const char *path, json_t *errors)
     cfg->rules_dir = wh_path_join(cfg->dir, rules ? rules : "rules");
     const char *cdir = json_string_value(json_object_get(root, "connectors_dir"));
     cfg->connectors_dir = cdir ? wh_path_join(cfg->dir, cdir) : strdup(wh_default_connectors_dir());
+    const char *sync = json_string_value(json_object_get(root, "state_sync"));
+    cfg->state_sync_full = 1;
+    if (sync && strcmp(sync, "normal") == 0) {
+        cfg->state_sync_full = 0;
+    } else if (sync && strcmp(sync, "full") != 0) {
+        wh_doc_value_error(cfg->doc, errors, "/state_sync", "'state_sync' must be full or normal");
+        problems++;
+    }
     const char *level = json_string_value(json_object_get(root, "log_level"));
     cfg->log_level = level ? wh_log_parse_level(level) : WH_LOG_INFO;
     if (cfg->log_level < 0) {

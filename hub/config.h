@@ -16,6 +16,7 @@ typedef struct wh_config {
     char listen_host[64]; /**< from `listen` */
     int listen_port;
     char *state_path;     /**< `state` */
+    int state_sync_full;  /**< `state_sync: full` (default) or normal */
     char *rules_dir;      /**< `rules` */
     char *connectors_dir; /**< `connectors_dir` (default: beside the binary) */
     json_t *bus_bind;     /**< array of endpoints (default: ipc://<dir>/wirehub.bus) */

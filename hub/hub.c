@@ -97,6 +97,7 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     free(dir);
     wh_store_opts sopts;
     wh_store_opts_init(&sopts);
+    sopts.synchronous_full = cfg->state_sync_full;
     hub->store = wh_store_open(cfg->state_path, &sopts, err, sizeof err);
     if (!hub->store) {
         wh_error("hub", "state: %s", err);
