@@ -242,10 +242,30 @@ static void reply_set(struct wh_reply *r, int status, const char *ctype, const c
     wh_buf_append(&r->body, body ? body : "", body ? len : 0);
 }
 
+/* Bytes >= 0x80 become '?', in place. */
+static void ascii_only(char *s)
+{
+    for (; s && *s; s++) {
+        if ((unsigned char)*s >= 0x80) {
+            *s = '?';
+        }
+    }
+}
+
 static void reply_error(struct wh_reply *r, int status, const char *error, const char *detail)
 {
     json_t *j = json_pack("{s:s, s:s}", "error", error ? error : "error", "detail",
                           detail ? detail : "");
+    if (!j) {
+        /* not UTF-8: a connector may quote what it could not parse (a JSON parser's error
+           text does); say it with '?' rather than lose the error (found by fuzz_alexa) */
+        char *e = strdup(error ? error : "error"), *d = strdup(detail ? detail : "");
+        ascii_only(e);
+        ascii_only(d);
+        j = e && d ? json_pack("{s:s, s:s}", "error", e, "detail", d) : NULL;
+        free(e);
+        free(d);
+    }
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     reply_set(r, status, CTYPE_JSON, text ? text : "{\"error\":\"internal\"}",
               text ? strlen(text) : 20);

@@ -331,7 +331,8 @@ static void finish(wh_tpl *t)
         tpl_node *n = &t->nodes[i];
         if (n->kind != N_TEXT) {
             n->name = t->pool.data + n->name_off;
-            n->comps = t->comps + n->comp_first;
+            /* "{{.}}" alone has no components, and then t->comps is NULL */
+            n->comps = n->ncomp ? t->comps + n->comp_first : NULL;
         }
     }
 }
@@ -664,7 +665,9 @@ typedef struct render {
     const wh_tpl *t;
     wh_escape esc;
     wh_buf *out;
-    int top; /* index of the innermost context */
+    size_t max_len; /* out->len may not pass this (WH_TPL_MAX_OUTPUT) */
+    size_t steps;   /* nodes visited, at most WH_TPL_MAX_STEPS */
+    int top;        /* index of the innermost context */
     const json_t *stack[WH_TPL_MAX_DEPTH + 1];
 } render;
 
@@ -777,6 +780,10 @@ static int render_range(render *r, size_t from, size_t to)
         const tpl_node *n = &nodes[i];
         const json_t *v;
         int rc = WH_OK;
+        /* data decides how often sections repeat: bound the work, not only the depth */
+        if (++r->steps > WH_TPL_MAX_STEPS) {
+            return WH_ERR_TOO_LARGE;
+        }
         switch (n->kind) {
         case N_TEXT:
             rc = wh_buf_append(r->out, r->t->text + n->off, n->len);
@@ -810,6 +817,9 @@ static int render_range(render *r, size_t from, size_t to)
             i = n->end - 1;
             break;
         }
+        if (rc == WH_OK && r->out->len > r->max_len) {
+            rc = WH_ERR_TOO_LARGE;
+        }
         if (rc != WH_OK) {
             return rc;
         }
@@ -827,6 +837,8 @@ int wh_tpl_render(const wh_tpl *t, const json_t *ctx, wh_escape esc, wh_buf *out
     r.t = t;
     r.esc = esc;
     r.out = out;
+    r.max_len = len0 + WH_TPL_MAX_OUTPUT;
+    r.steps = 0;
     r.top = 0;
     r.stack[0] = ctx;
     /* an empty render still leaves a NUL-terminated buffer behind */
@@ -839,7 +851,7 @@ int wh_tpl_render(const wh_tpl *t, const json_t *ctx, wh_escape esc, wh_buf *out
         if (out->data) {
             out->data[len0] = '\0';
         }
-        return rc == WH_ERR_INVALID ? WH_ERR_INVALID : WH_ERR_NOMEM;
+        return rc == WH_ERR_INVALID || rc == WH_ERR_TOO_LARGE ? rc : WH_ERR_NOMEM;
     }
     return WH_OK;
 }

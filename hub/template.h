@@ -34,6 +34,11 @@
 #define WH_TPL_MAX_DEPTH 100
 /** Largest template text wh_tpl_parse accepts (bytes). */
 #define WH_TPL_MAX_SIZE (16u * 1024u * 1024u)
+/** Most bytes one render may add to its output. */
+#define WH_TPL_MAX_OUTPUT (16u * 1024u * 1024u)
+/** Most template nodes one render may visit: bounds the time nested sections over long lists
+ *  take ({{#a}}{{#a}}…{{/a}}{{/a}} is |a|^depth). */
+#define WH_TPL_MAX_STEPS 1000000u
 
 typedef enum { WH_ESC_NONE = 0, WH_ESC_HTML = 1, WH_ESC_XML = 2, WH_ESC_URL = 3 } wh_escape;
 typedef struct wh_tpl wh_tpl;
@@ -57,14 +62,15 @@ void wh_tpl_destroy(wh_tpl **t);
  * Render against a context value, appending to out. `esc` applies to {{x}}
  * interpolation only; {{{x}}} and {{&x}} are raw. ctx may be any JSON value
  * or NULL (every name is then missing).
- * Returns WH_OK, WH_ERR_NOMEM (out->len is then back to its value at entry),
- * or WH_ERR_INVALID when t or out is NULL.
+ * Returns WH_OK, WH_ERR_NOMEM, WH_ERR_TOO_LARGE (over WH_TPL_MAX_OUTPUT bytes or
+ * WH_TPL_MAX_STEPS steps) — out->len is then back to its value at entry — or
+ * WH_ERR_INVALID when t or out is NULL.
  * Ownership: borrows t and ctx; out stays the caller's.
  */
 int wh_tpl_render(const wh_tpl *t, const json_t *ctx, wh_escape esc, wh_buf *out);
 
 /**
- * Render into a new NUL-terminated string. NULL on OOM or NULL t.
+ * Render into a new NUL-terminated string. NULL on OOM, over the limits, or NULL t.
  * Ownership: borrows t and ctx; returns a malloc'd string the caller frees.
  */
 char *wh_tpl_render_str(const wh_tpl *t, const json_t *ctx, wh_escape esc);
@@ -73,8 +79,8 @@ char *wh_tpl_render_str(const wh_tpl *t, const json_t *ctx, wh_escape esc);
  * Typed render for rule arguments: when the template is exactly one variable
  * tag ("{{post.blocks}}", "{{{x}}}" or "{{&x}}", spaces allowed inside the
  * braces only) return the referenced value itself (json_null() when missing);
- * otherwise a JSON string of the render with WH_ESC_NONE. NULL only on OOM
- * (or NULL t).
+ * otherwise a JSON string of the render with WH_ESC_NONE. NULL only on OOM,
+ * over the render limits (or NULL t).
  * Ownership: borrows t and ctx; returns a new reference (which may be a part
  * of ctx, so treat it as read-only).
  */

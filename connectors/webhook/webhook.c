@@ -496,7 +496,8 @@ static int webhook_webhook(void *state, const wh_request *req, wh_webhook *wh)
     }
     json_t *data = json_object();
     json_t *headers = copy_headers(w, h->req_headers(req));
-    json_t *path_j = json_stringn(path, path_len);
+    /* the host percent-decodes the path, so it may hold any bytes (%FF) */
+    json_t *path_j = string_lossy(path, path_len);
     if (!data || !headers || !query || !path_j) {
         json_decref(parsed);
         json_decref(headers);

@@ -548,6 +548,10 @@ static void test_kinds_and_bodies(void)
     CHECK_STR(json_string_value(at(wh.data, "path", NULL)), "/build.done-2/extra/more");
     run(s, make_req("/", "application/json", "{}", NULL), &wh);
     CHECK_STR(wh.kind, "deploy");
+    /* A decoded path may hold any bytes (%FF): kept as U+FFFD (found by fuzz_webhook). */
+    CHECK_INT(run(s, make_req("/push/caf\xE9", "application/json", "{}", NULL), &wh), WH_OK);
+    CHECK_INT(wh.emits, 1);
+    CHECK_STR(json_string_value(at(wh.data, "path", NULL)), "/push/caf\xEF\xBF\xBD");
     char long_seg[80] = "/";
     memset(long_seg + 1, 'k', 64);
     run(s, make_req(long_seg, "application/json", "{}", NULL), &wh);

@@ -135,6 +135,11 @@ class HostileTest(HubTest):
         s, b = self.h.json_request("POST", "/hooks/in", b"a=%ff%fe",
                                    {"Content-Type": "application/x-www-form-urlencoded"})
         self.assertEqual((s, b["error"]), (400, "bad_form"))
+        # the parser's message quotes a broken UTF-8 sequence: still a clear error (fuzz_alexa)
+        s, b = self.h.json_request("POST", "/hooks/in", b'{"\\\xde\x81": 1}',
+                                   {"Content-Type": "application/json"})
+        self.assertEqual((s, b["error"]), (400, "bad_json"))
+        self.assertIn("invalid escape", b["detail"])
         s, b = self.h.json_request("POST", "/hooks/in", b"[" * 60000,
                                    {"Content-Type": "application/json"})
         self.assertEqual((s, b["error"]), (400, "bad_json"))

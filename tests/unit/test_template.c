@@ -312,6 +312,60 @@ static void test_depth(void)
     wh_buf_free(&b);
 }
 
+/* Data decides how often sections repeat: a render's work and output are bounded (found by
+   fuzz_template: six nested sections over 40 items took minutes). */
+static void test_render_limits(void)
+{
+    const char *text = "{{#a}}{{#a}}{{#a}}{{#a}}{{#a}}{{#a}}x{{/a}}{{/a}}{{/a}}{{/a}}{{/a}}{{/a}}";
+    wh_tpl *t = wh_tpl_parse(text, strlen(text), NULL, 0, NULL, NULL);
+    json_t *items = json_array();
+    for (int i = 0; i < 40; i++) {
+        json_array_append_new(items, json_integer(i));
+    }
+    json_t *ctx = json_pack("{s:O}", "a", items);
+    wh_buf out = {0};
+    wh_buf_puts(&out, "kept");
+    CHECK_INT(wh_tpl_render(t, ctx, WH_ESC_NONE, &out), WH_ERR_TOO_LARGE);
+    CHECK_INT(out.len, 4);
+    CHECK_STR(out.data, "kept");
+    CHECK(wh_tpl_render_str(t, ctx, WH_ESC_NONE) == NULL);
+    CHECK(wh_tpl_render_json(t, ctx) == NULL);
+    wh_tpl_destroy(&t);
+    json_decref(ctx);
+
+    /* 40^3 steps are fine */
+    text = "{{#a}}{{#a}}{{#a}}x{{/a}}{{/a}}{{/a}}";
+    t = wh_tpl_parse(text, strlen(text), NULL, 0, NULL, NULL);
+    ctx = json_pack("{s:O}", "a", items);
+    out.len = 0;
+    CHECK_INT(wh_tpl_render(t, ctx, WH_ESC_NONE, &out), WH_OK);
+    CHECK_INT(out.len, 40 * 40 * 40);
+    wh_tpl_destroy(&t);
+    json_decref(items);
+
+    /* output: 17 copies of 1 MiB pass WH_TPL_MAX_OUTPUT */
+    char *big = malloc(1u << 20);
+    memset(big, 'b', 1u << 20);
+    json_t *list = json_array();
+    for (int i = 0; i < 17; i++) {
+        json_array_append_new(list, json_stringn(big, 1u << 20));
+    }
+    json_decref(ctx);
+    ctx = json_pack("{s:o}", "a", list);
+    text = "{{#a}}{{.}}{{/a}}";
+    t = wh_tpl_parse(text, strlen(text), NULL, 0, NULL, NULL);
+    out.len = 0;
+    CHECK_INT(wh_tpl_render(t, ctx, WH_ESC_NONE, &out), WH_ERR_TOO_LARGE);
+    CHECK_INT(out.len, 0);
+    json_array_remove(list, 16);
+    CHECK_INT(wh_tpl_render(t, ctx, WH_ESC_NONE, &out), WH_OK);
+    CHECK_INT(out.len, 16u << 20);
+    wh_tpl_destroy(&t);
+    json_decref(ctx);
+    free(big);
+    wh_buf_free(&out);
+}
+
 struct seen {
     wh_buf names;
     int calls, stop_at;
@@ -512,6 +566,7 @@ int main(void)
     test_render_buffer();
     test_render_json();
     test_depth();
+    test_render_limits();
     test_foreach_name();
     test_cmd_render();
     bench();
