@@ -48,6 +48,9 @@
  *   Rendered values never share objects or arrays with the context: a
  *   container taken from it by a {{var}} is deep-copied, so results may be
  *   modified by the caller.
+ *   A render that passes the template limits (WH_TPL_MAX_STEPS nodes or
+ *   WH_TPL_MAX_OUTPUT bytes, in template.h) fails like one out of memory: the
+ *   render functions below return NULL and wh_rule_each_load WH_ERR_NOMEM.
  *
  * Purity: loading reads the rule files and nothing else — no bus, no threads,
  * no logging. A loaded wh_rules is immutable; any number of threads may match
