@@ -77,7 +77,8 @@ static void req_finish(api_req *r, wh_outcome outcome, const json_t *body, long 
 static void req_fail(api_req *r, wh_outcome outcome, long retry_after_ms, const char *why)
 {
     char err[256];
-    snprintf(err, sizeof err, "%s: %s", r->method, why);
+    /* a long reason is cut, never the method that names the call */
+    snprintf(err, sizeof err, "%.48s: %.200s", r->method, why);
     req_finish(r, outcome, NULL, retry_after_ms, err, NULL);
 }
 
