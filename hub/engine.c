@@ -71,6 +71,8 @@ struct wh_engine {
     run *waiting[BUCKETS]; /* runs waiting for a call outcome, by outbox id */
     json_t *subscribed;    /* topic prefixes the SUB socket has now (engine thread) */
     int64_t next_debounce; /* when the earliest debounced burst ends (0: none known) */
+    pthread_cond_t recovered_cond;
+    int recovered;         /* recover() has finished (guarded by lock) */
     atomic_int resubscribe;
     int64_t last_cleanup;
 };
@@ -742,6 +744,10 @@ static void *engine_main(void *arg)
     pass p = {json_array(), json_array(), wh_now_ms()};
     recover(e, &p);
     e->last_cleanup = wh_mono_ms();
+    pthread_mutex_lock(&e->lock);
+    e->recovered = 1;
+    pthread_cond_broadcast(&e->recovered_cond);
+    pthread_mutex_unlock(&e->lock);
     while (!atomic_load(&e->stopping)) {
         if (atomic_exchange(&e->resubscribe, 0)) {
             resubscribe(e);
@@ -780,6 +786,7 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
         return NULL;
     }
     pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->recovered_cond, NULL);
     snprintf(e->node, sizeof e->node, "%s", node);
     e->store = store;
     e->subscribed = wanted_prefixes(rules);
@@ -811,6 +818,14 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
         goto fail;
     }
     e->started = 1;
+    /* Journaled events a crash left unhandled are replayed before anything new
+     * can arrive: the hub starts the gateway only after this returns, so no
+     * event is both replayed and received from the bus. */
+    pthread_mutex_lock(&e->lock);
+    while (!e->recovered) {
+        pthread_cond_wait(&e->recovered_cond, &e->lock);
+    }
+    pthread_mutex_unlock(&e->lock);
     return e;
 fail:
     wh_engine_destroy(&e);
@@ -852,6 +867,7 @@ void wh_engine_destroy(wh_engine **pe)
     wh_pub_destroy(&e->pub);
     json_decref(e->subscribed);
     wh_rules_unref(&e->rules);
+    pthread_cond_destroy(&e->recovered_cond);
     pthread_mutex_destroy(&e->lock);
     free(e);
     *pe = NULL;
