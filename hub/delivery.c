@@ -52,6 +52,8 @@ struct wh_delivery {
     pthread_mutex_t lock;
     json_t *inflight; /* call id → true: started and not yet finished */
     json_t *busy;     /* instance → calls in flight */
+    json_t *recent;   /* call id → when it finished: a scan that read it as pending
+                         just before it finished must not send it again */
     job *queue, **queue_tail;
 };
 
@@ -104,6 +106,7 @@ static void release(struct wh_delivery *d, job *j)
 {
     pthread_mutex_lock(&d->lock);
     json_object_del(d->inflight, job_id(j));
+    json_object_set_new(d->recent, job_id(j), json_integer(wh_now_ms()));
     const char *name = j->inst ? j->inst->name : NULL;
     if (name) {
         json_int_t n = json_integer_value(json_object_get(d->busy, name));
@@ -306,7 +309,8 @@ static int read_due(sqlite3 *db, void *ud)
     json_t **rows = ud;
     return wh_sql_query(db,
                         "SELECT o.id AS call, o.run_id AS run, o.instance, o.op, o.args, o.key, "
-                        "o.attempts, c.cursor FROM outbox o LEFT JOIN conversations c ON "
+                        "o.attempts, o.updated_ms, c.cursor FROM outbox o LEFT JOIN "
+                        "conversations c ON "
                         "o.run_id = 'await:' || c.id WHERE o.state = 'pending' AND o.next_at_ms "
                         "<= ?1 ORDER BY o.next_at_ms LIMIT 1000",
                         json_pack("[I]", (json_int_t)wh_now_ms()), rows);
@@ -318,6 +322,19 @@ static void scan(struct wh_delivery *d)
     if (wh_store_read(d->store, read_due, &rows) != WH_OK) {
         return;
     }
+    /* forget finished calls once no scan can have read them as pending */
+    pthread_mutex_lock(&d->lock);
+    int64_t old = wh_now_ms() - 60000;
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(d->recent, tmp, k, v)
+    {
+        if (json_integer_value(v) < old) {
+            json_object_del(d->recent, k);
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row)
@@ -325,6 +342,15 @@ static void scan(struct wh_delivery *d)
         json_t *args = json_loads(json_string_value(json_object_get(row, "args")),
                                   JSON_DECODE_ANY, NULL);
         json_object_set_new(row, "args", args ? args : json_object());
+        pthread_mutex_lock(&d->lock);
+        /* unless it was re-queued (outbox retry) after it finished */
+        const json_t *fin = json_object_get(d->recent, json_string_value(json_object_get(row, "call")));
+        int done_lately = fin && json_integer_value(json_object_get(row, "updated_ms")) <=
+                                     json_integer_value(fin);
+        pthread_mutex_unlock(&d->lock);
+        if (done_lately) {
+            continue; /* it finished after this scan read it */
+        }
         const char *cursor = json_string_value(json_object_get(row, "cursor"));
         json_object_set_new(row, "cursor",
                             cursor ? json_loads(cursor, JSON_DECODE_ANY, NULL) : json_null());
@@ -390,6 +416,7 @@ wh_delivery *wh_delivery_new(const wh_delivery_opts *opts, wh_instances *instanc
     pthread_mutex_init(&d->lock, NULL);
     d->inflight = json_object();
     d->busy = json_object();
+    d->recent = json_object();
     d->queue_tail = &d->queue;
     const char *prefixes[] = {"out/", NULL};
     d->pub = wh_pub_new(zctx, ends, 5000);
@@ -438,6 +465,7 @@ void wh_delivery_destroy(wh_delivery **pd)
     wh_pub_destroy(&d->pub);
     json_decref(d->inflight);
     json_decref(d->busy);
+    json_decref(d->recent);
     pthread_mutex_destroy(&d->lock);
     free(d);
     *pd = NULL;
