@@ -23,6 +23,10 @@ int wh_cli_common(int argc, char **argv, const char **config, char **rest, int *
                   const char *usage)
 {
     *nrest = 0;
+    if (argc > WH_CLI_MAX_ARGS) { /* `rest` holds at most that many */
+        fprintf(stderr, "wirehub %s: too many arguments\n%s", argv[0], usage);
+        return -1;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -84,12 +88,8 @@ static const char run_usage[] =
 int wh_cmd_run(int argc, char **argv)
 {
     const char *config = wh_config_default_path();
-    char *rest[64];
+    char *rest[WH_CLI_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) {
-        fputs(run_usage, stderr);
-        return WH_EXIT_USAGE;
-    }
     int rc = wh_cli_common(argc, argv, &config, rest, &nrest, run_usage);
     if (rc) {
         return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
@@ -175,12 +175,8 @@ static void on_tail_signal(int sig)
 int wh_cmd_tail(int argc, char **argv)
 {
     const char *config = wh_config_default_path();
-    char *rest[64];
+    char *rest[WH_CLI_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) {
-        fputs(tail_usage, stderr);
-        return WH_EXIT_USAGE;
-    }
     int rc = wh_cli_common(argc, argv, &config, rest, &nrest, tail_usage);
     if (rc) {
         return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
@@ -272,12 +268,8 @@ static const char check_usage[] =
 int wh_cmd_check(int argc, char **argv)
 {
     const char *config = wh_config_default_path();
-    char *rest[64];
+    char *rest[WH_CLI_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) {
-        fputs(check_usage, stderr);
-        return WH_EXIT_USAGE;
-    }
     int rc = wh_cli_common(argc, argv, &config, rest, &nrest, check_usage);
     if (rc) {
         return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
@@ -355,12 +347,8 @@ static const char send_usage[] =
 int wh_cmd_send(int argc, char **argv)
 {
     const char *config = wh_config_default_path();
-    char *rest[64];
+    char *rest[WH_CLI_MAX_ARGS];
     int nrest = 0, dry = 0;
-    if (argc > 64) {
-        fputs(send_usage, stderr);
-        return WH_EXIT_USAGE;
-    }
     int rc = wh_cli_common(argc, argv, &config, rest, &nrest, send_usage);
     if (rc) {
         return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;

@@ -15,6 +15,9 @@ int wh_cmd_check(int argc, char **argv);
 int wh_cmd_describe(int argc, char **argv);
 int wh_cmd_render(int argc, char **argv);
 
+/** The most arguments a subcommand takes (the size of `rest` below). */
+#define WH_CLI_MAX_ARGS 64
+
 /**
  * Parse "-c FILE"/"--config FILE"/"--config=FILE" and "-h"/"--help" out of argv
  * (argv[0] is the subcommand). Remaining positional arguments are moved to the

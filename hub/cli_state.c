@@ -14,12 +14,15 @@
 #include <string.h>
 #include <unistd.h>
 
-static wh_store *open_state(const char *config, wh_config **cfg_out)
+/* Open the config's state file; on failure *status says why (2 config, 1 state). */
+static wh_store *open_state(const char *config, wh_config **cfg_out, int *status)
 {
+    *status = WH_EXIT_USAGE;
     wh_config *cfg = wh_cli_load_config(config);
     if (!cfg) {
         return NULL;
     }
+    *status = WH_EXIT_FAIL;
     if (access(cfg->state_path, F_OK) != 0) {
         fprintf(stderr, "wirehub: no state file at %s (has the hub run with this config?)\n",
                 cfg->state_path);
@@ -122,12 +125,8 @@ static const char outbox_usage[] =
 int wh_cmd_outbox(int argc, char **argv)
 {
     const char *config = wh_config_default_path();
-    char *rest[64];
+    char *rest[WH_CLI_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) {
-        fputs(outbox_usage, stderr);
-        return WH_EXIT_USAGE;
-    }
     int rc = wh_cli_common(argc, argv, &config, rest, &nrest, outbox_usage);
     if (rc) {
         return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
@@ -155,9 +154,10 @@ int wh_cmd_outbox(int argc, char **argv)
         return WH_EXIT_USAGE;
     }
     wh_config *cfg = NULL;
-    wh_store *st = open_state(config, &cfg);
+    int failed_with;
+    wh_store *st = open_state(config, &cfg, &failed_with);
     if (!st) {
-        return cfg ? WH_EXIT_FAIL : WH_EXIT_USAGE;
+        return failed_with;
     }
     int status = WH_EXIT_OK;
     if (retry) {
@@ -227,12 +227,8 @@ static const char runs_usage[] =
 int wh_cmd_runs(int argc, char **argv)
 {
     const char *config = wh_config_default_path();
-    char *rest[64];
+    char *rest[WH_CLI_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) {
-        fputs(runs_usage, stderr);
-        return WH_EXIT_USAGE;
-    }
     int rc = wh_cli_common(argc, argv, &config, rest, &nrest, runs_usage);
     if (rc) {
         return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
@@ -249,9 +245,10 @@ int wh_cmd_runs(int argc, char **argv)
         }
     }
     wh_config *cfg = NULL;
-    wh_store *st = open_state(config, &cfg);
+    int failed_with;
+    wh_store *st = open_state(config, &cfg, &failed_with);
     if (!st) {
-        return cfg ? WH_EXIT_FAIL : WH_EXIT_USAGE;
+        return failed_with;
     }
     json_t *rows = rows_of(st,
                            failed ? "SELECT id, rule, state, step, updated_ms AS updated_at, "
@@ -277,12 +274,8 @@ static const char replies_usage[] =
 int wh_cmd_replies(int argc, char **argv)
 {
     const char *config = wh_config_default_path();
-    char *rest[64];
+    char *rest[WH_CLI_MAX_ARGS];
     int nrest = 0;
-    if (argc > 64) {
-        fputs(replies_usage, stderr);
-        return WH_EXIT_USAGE;
-    }
     int rc = wh_cli_common(argc, argv, &config, rest, &nrest, replies_usage);
     if (rc) {
         return rc > 0 ? WH_EXIT_OK : WH_EXIT_USAGE;
@@ -292,9 +285,10 @@ int wh_cmd_replies(int argc, char **argv)
         return WH_EXIT_USAGE;
     }
     wh_config *cfg = NULL;
-    wh_store *st = open_state(config, &cfg);
+    int failed_with;
+    wh_store *st = open_state(config, &cfg, &failed_with);
     if (!st) {
-        return cfg ? WH_EXIT_FAIL : WH_EXIT_USAGE;
+        return failed_with;
     }
     json_t *rows = rows_of(st,
                            "SELECT id, author, text, time, source, read FROM replies WHERE key = ?1 "

@@ -96,6 +96,16 @@ class CliTest(HubTest):
         r = h.cmd("send", "-c", h.config_path, "team", "hello", "missing.json")
         self.assertEqual(r.returncode, 2)
 
+    def test_state_commands_without_a_state_file(self):
+        h = Hub(CONFIG)
+        self.hubs.append(h)
+        for cmd in (["outbox"], ["runs"], ["replies", "k"]):
+            r = h.cmd(*cmd, "-c", h.config_path)
+            self.assertEqual(r.returncode, 1, cmd)
+            self.assertIn(b"no state file", r.stderr)
+        r = h.cmd("runs", "-c", os.path.join(h.dir, "missing.yaml"))
+        self.assertEqual(r.returncode, 2)
+
     def test_render(self):
         h = Hub("", files={"t.mustache": "<speak>{{name}} & {{#items}}{{.}},{{/items}}</speak>",
                            "d.json": json.dumps({"name": "Q&A <today>", "items": [1, 2]}),
