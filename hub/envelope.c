@@ -31,7 +31,7 @@ json_t *wh_env_new(const char *source, const char *kind, json_t *data)
         return NULL;
     }
     char id[33], ts[40];
-    if (wh_random_hex(16, id) != WH_OK) {
+    if (wh_new_id(id) != WH_OK) {
         return NULL;
     }
     wh_time_rfc3339(wh_now_ms(), ts, sizeof ts);
@@ -51,7 +51,7 @@ json_t *wh_env_new(const char *source, const char *kind, json_t *data)
 char *wh_env_encode(const char *source, const char *kind, const json_t *data,
                     const char *reply_to_prefix, char id_out[33], size_t *len)
 {
-    if (!wh_name_ok(source) || !wh_name_ok(kind) || wh_random_hex(16, id_out) != WH_OK) {
+    if (!wh_name_ok(source) || !wh_name_ok(kind) || wh_new_id(id_out) != WH_OK) {
         return NULL;
     }
     char ts[40];

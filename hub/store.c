@@ -546,7 +546,7 @@ static int on_writer_thread(const wh_store *s)
 void wh_store_opts_init(wh_store_opts *opts)
 {
     opts->batch_max = 256;
-    opts->batch_wait_us = 2000;
+    opts->batch_wait_us = 0;
     opts->synchronous_full = 1;
     opts->readers = 4;
     opts->queue_max = 65536;

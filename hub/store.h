@@ -4,9 +4,11 @@
  *
  * wirehub answers a caller with success only after what it promised is durable.
  * The store makes that cheap: writes are *jobs* that a single writer thread runs
- * together inside one short transaction (up to `batch_max` jobs, or whatever
- * arrived within `batch_wait_us` of the oldest queued job), so many events share
- * one fsync. Each job runs in its own SAVEPOINT, so a failing job is undone alone
+ * together inside one short transaction (up to `batch_max` jobs: whatever queued
+ * while the previous transaction committed, and optionally what arrives within
+ * `batch_wait_us` of the oldest queued job), so many events share one fsync. An
+ * idle writer starts at once: under load batches form by themselves, and a lone
+ * job never waits for company that is not coming. Each job runs in its own SAVEPOINT, so a failing job is undone alone
  * while the others in its batch commit. A job's `done` callback runs only after
  * the transaction committed (or failed), which is the moment a caller may be told
  * "yes".
@@ -38,8 +40,8 @@ typedef struct sqlite3_stmt sqlite3_stmt;
 typedef struct wh_store_opts {
     int batch_max;        /**< most jobs per transaction (default 256; 1..100000) */
     int batch_wait_us;    /**< how long a queued job may wait for company before the writer
-                               starts its transaction (default 2000; 0..1000000; 0 = never
-                               wait, batch only what queued up during the previous commit) */
+                               starts its transaction (default 0 = never wait: batch what
+                               queued up during the previous commit; 0..1000000) */
     int synchronous_full; /**< 1: PRAGMA synchronous=FULL, durable across power loss (default);
                                0: NORMAL, durable across process crashes only */
     int readers;          /**< read connections in the pool (default 4; 1..64) */

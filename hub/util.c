@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <time.h>
 
@@ -63,10 +64,27 @@ void wh_time_rfc3339(int64_t ms, char *out, size_t size)
 int wh_random_hex(size_t nbytes, char *out)
 {
     unsigned char raw[64];
-    if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1) {
+    if (nbytes > sizeof raw || getrandom(raw, nbytes, 0) != (ssize_t)nbytes) {
         return WH_ERR;
     }
     wh_hex(raw, nbytes, out);
+    return WH_OK;
+}
+
+int wh_new_id(char out[33])
+{
+    /* 48 bits of Unix milliseconds, then 80 random bits: unique like a random
+       id, but ids made later sort later, so the state file's id indexes grow
+       at their right edge instead of touching a random page per insert. */
+    unsigned char raw[16];
+    uint64_t ms = (uint64_t)wh_now_ms();
+    for (int i = 0; i < 6; i++) {
+        raw[i] = (unsigned char)(ms >> (8 * (5 - i)));
+    }
+    if (getrandom(raw + 6, 10, 0) != 10) {
+        return WH_ERR;
+    }
+    wh_hex(raw, sizeof raw, out);
     return WH_OK;
 }
 

@@ -20,6 +20,9 @@ void wh_time_rfc3339(int64_t ms, char *out, size_t size);
 
 /** `nbytes` random bytes as lower-case hex into out (2*nbytes+1). WH_OK or WH_ERR. */
 int wh_random_hex(size_t nbytes, char *out);
+/** A new 128-bit id as 32 hex digits (+ NUL): 48 bits of Unix milliseconds, then
+ *  80 random bits, so ids sort by creation time. WH_ERR if no randomness. */
+int wh_new_id(char out[33]);
 
 /**
  * Read a whole file (at most `max` bytes). Returns a malloc'd NUL-terminated
