@@ -40,6 +40,15 @@ typedef struct job {
     json_t *sql;
 } job;
 
+/* An instance's calls: how many are in flight, and the FIFO of those waiting
+   for its concurrency cap. Starting or finishing a call touches only its lane. */
+typedef struct lane {
+    wh_instance *inst;
+    int cap;
+    int busy;
+    job *queue, **queue_tail;
+} lane;
+
 struct wh_delivery {
     wh_delivery_opts opts;
     wh_instances *instances;
@@ -50,11 +59,13 @@ struct wh_delivery {
     int started;
     atomic_int stopping;
     pthread_mutex_t lock;
-    json_t *inflight; /* call id → true: started and not yet finished */
-    json_t *busy;     /* instance → calls in flight */
-    json_t *recent;   /* call id → when it finished: a scan that read it as pending
-                         just before it finished must not send it again */
-    job *queue, **queue_tail;
+    json_t *inflight; /* call id → true: started or waiting, not yet finished */
+    json_t *recent;   /* call id → when it finished, kept only while a scan runs: a
+                         scan that read it as pending just before it finished must
+                         not send it again */
+    int scanning;
+    size_t nlanes;
+    lane *lanes; /* one per instance, in the instances' order */
 };
 
 static const char *job_id(const job *j)
@@ -99,21 +110,34 @@ static int64_t backoff_ms(const wh_delivery_opts *o, int attempt_no)
 }
 
 static void attempt(void *ud);
-static void pump(struct wh_delivery *d);
+static void pump(struct wh_delivery *d, lane *ln);
+
+static lane *lane_of(struct wh_delivery *d, const wh_instance *inst)
+{
+    for (size_t i = 0; i < d->nlanes; i++) {
+        if (d->lanes[i].inst == inst) {
+            return &d->lanes[i];
+        }
+    }
+    return NULL;
+}
 
 /* Mark finished and let a waiting call of the same instance go. Caller holds no lock. */
 static void release(struct wh_delivery *d, job *j)
 {
+    lane *ln = lane_of(d, j->inst);
     pthread_mutex_lock(&d->lock);
     json_object_del(d->inflight, job_id(j));
-    json_object_set_new(d->recent, job_id(j), json_integer(wh_now_ms()));
-    const char *name = j->inst ? j->inst->name : NULL;
-    if (name) {
-        json_int_t n = json_integer_value(json_object_get(d->busy, name));
-        json_object_set_new(d->busy, name, json_integer(n > 0 ? n - 1 : 0));
+    if (d->scanning) {
+        json_object_set_new(d->recent, job_id(j), json_integer(wh_now_ms()));
+    }
+    if (ln && ln->busy > 0) {
+        ln->busy--;
     }
     pthread_mutex_unlock(&d->lock);
-    pump(d);
+    if (ln) {
+        pump(d, ln);
+    }
 }
 
 static void publish_outcome(struct wh_delivery *d, job *j)
@@ -239,32 +263,24 @@ static void attempt(void *ud)
     }
 }
 
-/* Start what the caps allow from the FIFO. */
-static void pump(struct wh_delivery *d)
+/* Start what the lane's cap allows from its FIFO. */
+static void pump(struct wh_delivery *d, lane *ln)
 {
     pthread_mutex_lock(&d->lock);
-    job **pp = &d->queue;
-    while (*pp) {
-        job *j = *pp;
-        json_int_t n = json_integer_value(json_object_get(d->busy, j->inst->name));
-        if (n >= cap_of(j->inst) || atomic_load(&d->stopping)) {
-            pp = &j->next;
-            continue;
-        }
-        *pp = j->next;
-        if (d->queue_tail == &j->next) {
-            d->queue_tail = pp;
+    while (ln->queue && ln->busy < ln->cap && !atomic_load(&d->stopping)) {
+        job *j = ln->queue;
+        ln->queue = j->next;
+        if (!ln->queue) {
+            ln->queue_tail = &ln->queue;
         }
         j->next = NULL;
-        json_object_set_new(d->busy, j->inst->name, json_integer(n + 1));
+        ln->busy++;
         if (wh_http_post(j->inst->svc->http, 0, attempt, j) != WH_OK) {
-            json_object_set_new(d->busy, j->inst->name, json_integer(n));
+            /* the row stays pending: the next scan (or start) offers it again */
+            ln->busy--;
             json_object_del(d->inflight, job_id(j));
             job_free(j);
         }
-    }
-    if (!d->queue) {
-        d->queue_tail = &d->queue;
     }
     pthread_mutex_unlock(&d->lock);
 }
@@ -275,7 +291,8 @@ static void take(struct wh_delivery *d, json_t *call)
     const char *id = json_string_value(json_object_get(call, "call"));
     const char *iname = json_string_value(json_object_get(call, "instance"));
     wh_instance *inst = iname ? wh_instances_get(d->instances, iname) : NULL;
-    if (!id || !inst || !json_is_string(json_object_get(call, "op"))) {
+    lane *ln = inst ? lane_of(d, inst) : NULL;
+    if (!id || !ln || !json_is_string(json_object_get(call, "op"))) {
         wh_warn("delivery", "dropped a malformed call (instance=%s)", iname ? iname : "?");
         json_decref(call);
         return;
@@ -298,10 +315,10 @@ static void take(struct wh_delivery *d, json_t *call)
     j->inst = inst;
     j->call = call;
     j->attempt = (int)json_integer_value(json_object_get(call, "attempts")) + 1;
-    *d->queue_tail = j;
-    d->queue_tail = &j->next;
+    *ln->queue_tail = j;
+    ln->queue_tail = &j->next;
     pthread_mutex_unlock(&d->lock);
-    pump(d);
+    pump(d, ln);
 }
 
 static int read_due(sqlite3 *db, void *ud)
@@ -319,22 +336,14 @@ static int read_due(sqlite3 *db, void *ud)
 static void scan(struct wh_delivery *d)
 {
     json_t *rows = NULL;
-    if (wh_store_read(d->store, read_due, &rows) != WH_OK) {
-        return;
-    }
-    /* forget finished calls once no scan can have read them as pending */
+    /* From before the read until the rows are taken, finished calls are noted:
+       a call that finishes after the read saw it pending is not sent again. */
     pthread_mutex_lock(&d->lock);
-    int64_t old = wh_now_ms() - 60000;
-    const char *k;
-    json_t *v;
-    void *tmp;
-    json_object_foreach_safe(d->recent, tmp, k, v)
-    {
-        if (json_integer_value(v) < old) {
-            json_object_del(d->recent, k);
-        }
-    }
+    d->scanning = 1;
     pthread_mutex_unlock(&d->lock);
+    if (wh_store_read(d->store, read_due, &rows) != WH_OK) {
+        rows = NULL;
+    }
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row)
@@ -360,6 +369,10 @@ static void scan(struct wh_delivery *d)
         take(d, json_incref(row));
     }
     json_decref(rows);
+    pthread_mutex_lock(&d->lock);
+    d->scanning = 0;
+    json_object_clear(d->recent);
+    pthread_mutex_unlock(&d->lock);
 }
 
 static void *delivery_main(void *arg)
@@ -415,9 +428,19 @@ wh_delivery *wh_delivery_new(const wh_delivery_opts *opts, wh_instances *instanc
     d->store = store;
     pthread_mutex_init(&d->lock, NULL);
     d->inflight = json_object();
-    d->busy = json_object();
     d->recent = json_object();
-    d->queue_tail = &d->queue;
+    d->nlanes = instances ? instances->n : 0;
+    d->lanes = calloc(d->nlanes ? d->nlanes : 1, sizeof *d->lanes);
+    if (!d->inflight || !d->recent || !d->lanes) {
+        d->nlanes = 0;
+        snprintf(err, errsize, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < d->nlanes; i++) {
+        d->lanes[i].inst = instances->v[i];
+        d->lanes[i].cap = cap_of(instances->v[i]);
+        d->lanes[i].queue_tail = &d->lanes[i].queue;
+    }
     const char *prefixes[] = {"out/", NULL};
     d->pub = wh_pub_new(zctx, ends, 5000);
     d->sub = wh_sub_new(zctx, ends, prefixes, 5000);
@@ -457,14 +480,16 @@ void wh_delivery_destroy(wh_delivery **pd)
     }
     wh_delivery_stop(d);
     /* calls still queued behind a cap never started: they stay pending in the outbox */
-    while (d->queue) {
-        job *j = d->queue;
-        d->queue = j->next;
-        job_free(j);
+    for (size_t i = 0; i < d->nlanes; i++) {
+        while (d->lanes[i].queue) {
+            job *j = d->lanes[i].queue;
+            d->lanes[i].queue = j->next;
+            job_free(j);
+        }
     }
+    free(d->lanes);
     wh_pub_destroy(&d->pub);
     json_decref(d->inflight);
-    json_decref(d->busy);
     json_decref(d->recent);
     pthread_mutex_destroy(&d->lock);
     free(d);

@@ -184,6 +184,59 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class ConcurrencyTest(HubTest):
+    """`concurrency` caps an instance's calls in flight; the calls past the cap
+    wait in order, and another instance's calls do not wait behind them."""
+
+    def test_cap_holds_and_other_instances_pass(self):
+        api = FakeAPI()
+        self.addCleanup(api.close)
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        lock = threading.Lock()
+        active = [0, 0]  # now, most at once
+
+        def held(rec):
+            with lock:
+                active[0] += 1
+                active[1] = max(active[1], active[0])
+            gate.wait(30)
+            with lock:
+                active[0] -= 1
+            return {"ok": True}
+
+        api.script["/slow"] = [(200, {}, held)]
+        h = self.hub("connectors:\n  in:\n    type: webhook\n"
+                     "  slow:\n    type: webhook\n    concurrency: 2\n"
+                     "  fast:\n    type: webhook\n",
+                     files={"rules/r.yaml": (
+                         "rules:\n"
+                         "  - name: s\n    on: in/slow\n    do:\n"
+                         "      - call: slow.request\n"
+                         "        with: { url: \"%(u)s/slow\", json: { n: \"{{body.n}}\" } }\n"
+                         "  - name: f\n    on: in/fast\n    do:\n"
+                         "      - call: fast.request\n"
+                         "        with: { url: \"%(u)s/fast\", json: { n: 1 } }\n") % {"u": api.url}})
+        for n in range(6):
+            s, b = h.json_request("POST", "/hooks/in/slow", {"n": n})
+            self.assertEqual(s, 200, b)
+        api.wait_requests(2, "/slow")
+        # the fast instance is not queued behind the slow one's waiting calls
+        s, b = h.json_request("POST", "/hooks/in/fast", {"n": 0})
+        self.assertEqual(s, 200, b)
+        api.wait_requests(1, "/fast")
+        with api.cond:
+            self.assertEqual(len([r for r in api.requests if r["path"] == "/slow"]), 2,
+                             "only `concurrency` calls in flight")
+        gate.set()
+        reqs = api.wait_requests(6, "/slow", timeout=20)
+        self.assertEqual([r["json"]["n"] for r in reqs], [str(n) for n in range(6)],
+                         "waiting calls start in order")
+        self.assertEqual(active[1], 2)
+        wait_until(lambda: h.cmd("outbox", "-c", h.config_path, "--json").stdout.strip() in
+                   (b"[]", b""), 20, "the outbox drained")
+
+
 class DedupeTest(HubTest):
     """A delivery id seen before is answered as the first time; rules run once,
     also across a restart."""
