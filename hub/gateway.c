@@ -520,13 +520,12 @@ static void journaled(void *ud, int rc)
 }
 
 /*
- * After the connector decided: build the envelopes, journal them, then (in
- * publish_and_answer) publish and answer. Runs on an MHD thread, or on the
- * thread that called webhook_done(), with gw->lock held. The caller suspends
- * the request while the state is ST_JOURNAL or ST_WAITING; holding the lock
- * until then keeps journaled() from racing ahead of the suspension.
+ * After the connector decided: build the envelopes and the rows that journal
+ * them. Touches only the request, so it runs without gw->lock (requests on
+ * other threads build theirs at the same time). Returns 1 when the request
+ * goes on to submit_events(), 0 when its answer is set (ST_READY).
  */
-static void after_webhook(wh_request *r)
+static int prepare_events(wh_request *r)
 {
     wh_gateway *gw = r->gw;
     struct wh_webhook *wh = &r->wh;
@@ -535,19 +534,19 @@ static void after_webhook(wh_request *r)
                 wh->reject_error, r->inst->name, r->remote);
         reply_error(&r->reply, wh->reject_status, wh->reject_error, wh->reject_detail);
         r->state = ST_READY;
-        return;
+        return 0;
     }
     if (atomic_load(&gw->stopping)) {
         reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
         r->state = ST_READY;
-        return;
+        return 0;
     }
     if (wh->duplicate) {
         /* answered as the first delivery was; nothing is published again */
         reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
                   wh->answer_body.len);
         r->state = ST_READY;
-        return;
+        return 0;
     }
     wh_buf ids = {0};
     wh_buf_puts(&ids, "[");
@@ -572,7 +571,7 @@ static void after_webhook(wh_request *r)
             wh_buf_free(&ids);
             reply_error(&r->reply, 500, "internal", "cannot build the event");
             r->state = ST_READY;
-            return;
+            return 0;
         }
         if (waits) {
             /* kept for respond(): the connector sees the envelope its caller produced */
@@ -595,6 +594,23 @@ static void after_webhook(wh_request *r)
                         "INSERT OR IGNORE INTO seen (source, id, created_ms) VALUES (?1, ?2, ?3)",
                         json_pack("[s, s, I]", r->inst->name, r->dedupe_id, (json_int_t)now));
     }
+    return 1;
+}
+
+/*
+ * Journal the prepared events, then (in publish_and_answer) publish and
+ * answer. Caller holds gw->lock and suspends the request while the state is
+ * ST_JOURNAL or ST_WAITING; holding the lock until then keeps journaled()
+ * from racing ahead of the suspension.
+ */
+static void submit_events(wh_request *r)
+{
+    wh_gateway *gw = r->gw;
+    if (atomic_load(&gw->stopping)) {
+        reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
+        r->state = ST_READY;
+        return;
+    }
     if (gw->store && json_array_size(r->journal) > 0) {
         r->state = ST_JOURNAL;
         if (wh_store_write(gw->store, journal, journaled, r) != WH_OK) {
@@ -605,6 +621,14 @@ static void after_webhook(wh_request *r)
         return;
     }
     publish_and_answer(r);
+}
+
+/* prepare_events() then submit_events(); caller holds gw->lock. */
+static void after_webhook(wh_request *r)
+{
+    if (prepare_events(r)) {
+        submit_events(r);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -852,8 +876,11 @@ static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
         reply_error(&r->reply, 500, "connector_error", "the connector failed on this request");
         return finish(r);
     }
+    int go = prepare_events(r);
     pthread_mutex_lock(&gw->lock);
-    after_webhook(r);
+    if (go) {
+        submit_events(r);
+    }
     if (r->state == ST_WAITING || r->state == ST_JOURNAL) {
         r->suspended = 1;
         MHD_suspend_connection(r->conn);
