@@ -47,6 +47,7 @@ typedef struct run {
     wh_rules *rules;
     const wh_rule *rule;
     json_t *ctx;
+    int ctx_saved; /* the runs row holds this ctx: later saves leave it out */
     size_t step;
     waiter *w;
 } run;
@@ -128,11 +129,21 @@ static void run_free(pass *p, run *r)
 
 static void save_run(pass *p, run *r, const char *state, const char *error)
 {
+    if (r->ctx_saved) {
+        /* encoding the context again would write the same text */
+        wh_sqlbatch_add(p->sql,
+                        "UPDATE runs SET step = ?1, state = ?2, error = ?3, updated_ms = ?4 "
+                        "WHERE id = ?5",
+                        json_pack("[I, s, s?, I, s]", (json_int_t)r->step, state, error,
+                                  (json_int_t)p->now, r->id));
+        return;
+    }
     wh_sqlbatch_add(p->sql,
                     "UPDATE runs SET step = ?1, ctx = ?2, state = ?3, error = ?4, updated_ms = ?5 "
                     "WHERE id = ?6",
                     json_pack("[I, O, s, s?, I, s]", (json_int_t)r->step, r->ctx, state, error,
                               (json_int_t)p->now, r->id));
+    r->ctx_saved = 1;
 }
 
 static void run_failed(pass *p, run *r, const char *instance, const char *op, const char *error)
@@ -305,6 +316,7 @@ static void start_run(wh_engine *e, pass *p, wh_rules *rules, const wh_rule *rul
                     json_pack("[s, s?, s, O, s?, I]", r->id,
                               json_string_value(json_object_get(event, "id")), wh_rule_name(rule),
                               r->ctx, reply_to, (json_int_t)p->now));
+    r->ctx_saved = 1;
     if (w) {
         w->refs++;
         r->w = w;
@@ -480,6 +492,7 @@ static run *load_run(wh_engine *e, const char *run_id)
         r->rules = wh_rules_ref(rules);
         r->rule = rule;
         r->ctx = ctx;
+        r->ctx_saved = 1;
         ctx = NULL;
         r->step = (size_t)json_integer_value(json_object_get(row, "step"));
         snprintf(r->call_id, sizeof r->call_id, "%s.%zu", r->id, r->step + 1);
@@ -526,6 +539,7 @@ static void on_done(wh_engine *e, pass *p, const json_t *msg)
     if (as) {
         json_t *result = json_object_get(msg, "result");
         json_object_set(r->ctx, as, result ? result : json_null());
+        r->ctx_saved = 0;
     }
     r->step++;
     advance(e, p, r);

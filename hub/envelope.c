@@ -48,6 +48,11 @@ json_t *wh_env_new(const char *source, const char *kind, json_t *data)
     return env;
 }
 
+static int dump_to_buf(const char *chunk, size_t size, void *ud)
+{
+    return wh_buf_append(ud, chunk, size) == WH_OK ? 0 : -1;
+}
+
 char *wh_env_encode(const char *source, const char *kind, const json_t *data,
                     const char *reply_to_prefix, char id_out[33], size_t *len)
 {
@@ -56,10 +61,6 @@ char *wh_env_encode(const char *source, const char *kind, const json_t *data,
     }
     char ts[40];
     wh_time_rfc3339(wh_now_ms(), ts, sizeof ts);
-    char *body = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!body) {
-        return NULL;
-    }
     wh_buf out = {0};
     /* names are [A-Za-z0-9_.-] and the prefix is ours: nothing here needs escaping */
     int rc = wh_buf_printf(&out, "{\"id\":\"%s\",\"time\":\"%s\",\"source\":\"%s\",\"kind\":\"%s\",",
@@ -70,13 +71,14 @@ char *wh_env_encode(const char *source, const char *kind, const json_t *data,
     if (rc == WH_OK) {
         rc = wh_buf_puts(&out, "\"data\":");
     }
-    if (rc == WH_OK) {
-        rc = wh_buf_puts(&out, body);
+    /* data is written straight into the envelope: no separate text to copy */
+    if (rc == WH_OK && json_dump_callback(data ? data : json_null(), dump_to_buf, &out,
+                                          JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+        rc = WH_ERR_NOMEM;
     }
     if (rc == WH_OK) {
         rc = wh_buf_puts(&out, "}");
     }
-    free(body);
     if (rc != WH_OK) {
         wh_buf_free(&out);
         return NULL;

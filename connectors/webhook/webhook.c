@@ -381,7 +381,8 @@ static json_t *copy_headers(const webhook *w, const json_t *all)
         if (!json_is_string(value) || excluded_header(w, name)) {
             continue;
         }
-        if (json_object_set_new(out, name, json_deep_copy(value)) != 0) {
+        /* strings are immutable here: share them rather than copy */
+        if (json_object_set(out, name, value) != 0) {
             json_decref(out);
             return NULL;
         }
