@@ -2,7 +2,9 @@
  * delivery.c — executes the outbox. A call arrives whole on `out/<instance>`
  * (or from a scan of the outbox: at start, and every few seconds for calls a
  * person re-queued with `wirehub outbox retry`). It starts at once unless its
- * instance is at its concurrency cap, then waits in a FIFO.
+ * instance is at its concurrency cap, then waits in the instance's FIFO; past
+ * `queue_max` waiting calls, later ones wait only in the outbox (memory stays
+ * bounded while an API is down) and are read back oldest first as room frees.
  *
  * Each outcome is written to the outbox row first (attempts, state, result,
  * last error, next attempt) and only after that commit is the engine told
@@ -20,11 +22,11 @@
 #include "sqlbatch.h"
 #include "util.h"
 
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 typedef struct job {
     struct job *next; /* the waiting FIFO */
@@ -44,8 +46,11 @@ typedef struct job {
    for its concurrency cap. Starting or finishing a call touches only its lane. */
 typedef struct lane {
     wh_instance *inst;
-    int cap;
+    int cap;       /* `concurrency` */
+    int queue_max; /* `queue_max`: most calls waiting in memory */
     int busy;
+    int queued;
+    int spilled; /* calls were left in the outbox: refill from it, oldest first */
     job *queue, **queue_tail;
 } lane;
 
@@ -88,6 +93,12 @@ static int cap_of(const wh_instance *inst)
     return c > 0 ? (int)c : 16;
 }
 
+static int queue_max_of(const wh_instance *inst)
+{
+    json_int_t c = json_integer_value(json_object_get(inst->config, "queue_max"));
+    return c > 0 ? (int)(c < 1000000 ? c : 1000000) : 1000;
+}
+
 static int max_attempts_of(const wh_instance *inst)
 {
     json_int_t c = json_integer_value(json_object_get(inst->config, "max_attempts"));
@@ -103,9 +114,13 @@ static int64_t backoff_ms(const wh_delivery_opts *o, int attempt_no)
     if (d > o->backoff_max_ms) {
         d = o->backoff_max_ms;
     }
-    /* jitter over the upper half: spreads a burst's retries without starving any */
+    /* jitter over the upper half: spreads a burst's retries without starving any. Not a
+     * secret, so the kernel's getrandom (never blocking) will do: RAND_bytes would initialise
+     * OpenSSL (config, providers: about 3 MiB) in a hub that otherwise may never need it. */
     unsigned r = 0;
-    RAND_bytes((unsigned char *)&r, sizeof r);
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        r = (unsigned)wh_mono_ms() * 2654435761u; /* pool not ready at boot: any spread helps */
+    }
     return d / 2 + (int64_t)(r % (uint64_t)(d / 2 + 1));
 }
 
@@ -274,6 +289,7 @@ static void pump(struct wh_delivery *d, lane *ln)
             ln->queue_tail = &ln->queue;
         }
         j->next = NULL;
+        ln->queued--;
         ln->busy++;
         if (wh_http_post(j->inst->svc->http, 0, attempt, j) != WH_OK) {
             /* the row stays pending: the next scan (or start) offers it again */
@@ -285,8 +301,14 @@ static void pump(struct wh_delivery *d, lane *ln)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* A call to run (from the bus or a scan). Ownership: takes call. */
-static void take(struct wh_delivery *d, json_t *call)
+/*
+ * A call to run (from the bus or a refill). It waits in its lane's FIFO unless
+ * the lane already holds queue_max calls, or holds back older calls in the
+ * outbox: then it stays only in the outbox (where it is durable) and the lane
+ * refills from there, oldest first. Returns 0 when taken (or not needed: in
+ * memory already, malformed), 1 when left in the outbox. Ownership: takes call.
+ */
+static int take(struct wh_delivery *d, json_t *call)
 {
     const char *id = json_string_value(json_object_get(call, "call"));
     const char *iname = json_string_value(json_object_get(call, "instance"));
@@ -295,21 +317,31 @@ static void take(struct wh_delivery *d, json_t *call)
     if (!id || !ln || !json_is_string(json_object_get(call, "op"))) {
         wh_warn("delivery", "dropped a malformed call (instance=%s)", iname ? iname : "?");
         json_decref(call);
-        return;
+        return 0;
     }
     pthread_mutex_lock(&d->lock);
     if (json_object_get(d->inflight, id)) {
         pthread_mutex_unlock(&d->lock);
         json_decref(call);
-        return;
+        return 0;
     }
-    json_object_set_new(d->inflight, id, json_true());
-    job *j = calloc(1, sizeof *j);
-    if (!j) {
-        json_object_del(d->inflight, id);
+    if (ln->spilled || ln->queued >= ln->queue_max) {
+        if (!ln->spilled) {
+            wh_debug("delivery", "%s: %d calls waiting; later ones wait in the outbox",
+                     inst->name, ln->queued);
+        }
+        ln->spilled = 1;
         pthread_mutex_unlock(&d->lock);
         json_decref(call);
-        return;
+        return 1;
+    }
+    job *j = calloc(1, sizeof *j);
+    if (!j || json_object_set_new(d->inflight, id, json_true()) != 0) {
+        ln->spilled = 1; /* the outbox still has it */
+        pthread_mutex_unlock(&d->lock);
+        free(j);
+        json_decref(call);
+        return 1;
     }
     j->d = d;
     j->inst = inst;
@@ -317,62 +349,115 @@ static void take(struct wh_delivery *d, json_t *call)
     j->attempt = (int)json_integer_value(json_object_get(call, "attempts")) + 1;
     *ln->queue_tail = j;
     ln->queue_tail = &j->next;
+    ln->queued++;
     pthread_mutex_unlock(&d->lock);
     pump(d, ln);
+    return 0;
 }
+
+typedef struct due_query {
+    const char *instance;
+    int limit;
+    json_t *rows;
+} due_query;
 
 static int read_due(sqlite3 *db, void *ud)
 {
-    json_t **rows = ud;
+    due_query *q = ud;
     return wh_sql_query(db,
                         "SELECT o.id AS call, o.run_id AS run, o.instance, o.op, o.args, o.key, "
                         "o.attempts, o.updated_ms, c.cursor FROM outbox o LEFT JOIN "
                         "conversations c ON "
                         "o.run_id = 'await:' || c.id WHERE o.state = 'pending' AND o.next_at_ms "
-                        "<= ?1 ORDER BY o.next_at_ms LIMIT 1000",
-                        json_pack("[I]", (json_int_t)wh_now_ms()), rows);
+                        "<= ?1 AND o.instance = ?2 ORDER BY o.next_at_ms, o.id LIMIT ?3",
+                        json_pack("[I, s, i]", (json_int_t)wh_now_ms(), q->instance, q->limit),
+                        &q->rows);
 }
 
-static void scan(struct wh_delivery *d)
+/*
+ * Take a lane's due calls from the outbox, oldest first, until its queue is
+ * full: at start, every rescan_ms (for calls re-queued by `wirehub outbox
+ * retry`), and when a lane that left calls in the outbox has room again.
+ * Runs on the delivery thread only.
+ */
+static void refill(struct wh_delivery *d, lane *ln)
 {
-    json_t *rows = NULL;
     /* From before the read until the rows are taken, finished calls are noted:
-       a call that finishes after the read saw it pending is not sent again. */
+       a call that finishes after the read saw it pending is not sent again.
+       Calls arriving from now on queue normally (the read may see them too:
+       the in-flight set keeps them from running twice). */
     pthread_mutex_lock(&d->lock);
     d->scanning = 1;
+    ln->spilled = 0;
+    /* what is in memory may come first in the rows: read past it */
+    due_query q = {ln->inst->name, ln->cap + ln->queued + ln->queue_max, NULL};
     pthread_mutex_unlock(&d->lock);
-    if (wh_store_read(d->store, read_due, &rows) != WH_OK) {
-        rows = NULL;
+    if (wh_store_read(d->store, read_due, &q) != WH_OK) {
+        q.rows = NULL;
+        pthread_mutex_lock(&d->lock);
+        ln->spilled = 1; /* try again at the next turn */
+        pthread_mutex_unlock(&d->lock);
     }
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row)
+    json_array_foreach(q.rows, i, row)
     {
-        json_t *args = json_loads(json_string_value(json_object_get(row, "args")),
-                                  JSON_DECODE_ANY, NULL);
-        json_object_set_new(row, "args", args ? args : json_object());
         pthread_mutex_lock(&d->lock);
         /* unless it was re-queued (outbox retry) after it finished */
         const json_t *fin = json_object_get(d->recent, json_string_value(json_object_get(row, "call")));
         int done_lately = fin && json_integer_value(json_object_get(row, "updated_ms")) <=
                                      json_integer_value(fin);
+        int known = json_object_get(d->inflight,
+                                    json_string_value(json_object_get(row, "call"))) != NULL;
         pthread_mutex_unlock(&d->lock);
-        if (done_lately) {
-            continue; /* it finished after this scan read it */
+        if (done_lately || known) {
+            continue; /* finished after this read, or in memory already */
         }
+        json_t *args = json_loads(json_string_value(json_object_get(row, "args")),
+                                  JSON_DECODE_ANY, NULL);
+        json_object_set_new(row, "args", args ? args : json_object());
         const char *cursor = json_string_value(json_object_get(row, "cursor"));
         json_object_set_new(row, "cursor",
                             cursor ? json_loads(cursor, JSON_DECODE_ANY, NULL) : json_null());
         if (!json_object_get(row, "cursor")) {
             json_object_set_new(row, "cursor", json_null());
         }
-        take(d, json_incref(row));
+        if (take(d, json_incref(row)) == 1) {
+            break; /* full: the rest stay in the outbox, and the lane is marked to refill */
+        }
     }
-    json_decref(rows);
+    json_decref(q.rows);
     pthread_mutex_lock(&d->lock);
     d->scanning = 0;
     json_object_clear(d->recent);
     pthread_mutex_unlock(&d->lock);
+}
+
+static void scan(struct wh_delivery *d)
+{
+    for (size_t i = 0; i < d->nlanes; i++) {
+        refill(d, &d->lanes[i]);
+    }
+}
+
+/* Refill the lanes that left calls in the outbox and have room again. Returns
+   1 when some lane still has calls in the outbox. */
+static int refill_spilled(struct wh_delivery *d)
+{
+    int any = 0;
+    for (size_t i = 0; i < d->nlanes; i++) {
+        lane *ln = &d->lanes[i];
+        pthread_mutex_lock(&d->lock);
+        int go = ln->spilled && ln->queued <= ln->queue_max / 2;
+        pthread_mutex_unlock(&d->lock);
+        if (go) {
+            refill(d, ln);
+        }
+        pthread_mutex_lock(&d->lock);
+        any |= ln->spilled;
+        pthread_mutex_unlock(&d->lock);
+    }
+    return any;
 }
 
 static void *delivery_main(void *arg)
@@ -380,10 +465,12 @@ static void *delivery_main(void *arg)
     struct wh_delivery *d = arg;
     scan(d); /* calls left pending by the last run */
     int64_t last_scan = wh_mono_ms();
+    int spilled = refill_spilled(d);
     while (!atomic_load(&d->stopping)) {
         char *topic, *raw;
         size_t len;
-        int got = wh_sub_recv_raw(d->sub, 200, &topic, &raw, &len);
+        /* a lane waiting for room is looked at often; otherwise the bus wakes us */
+        int got = wh_sub_recv_raw(d->sub, spilled ? 20 : 200, &topic, &raw, &len);
         if (got < 0) {
             break;
         }
@@ -399,6 +486,7 @@ static void *delivery_main(void *arg)
             scan(d);
             last_scan = wh_mono_ms();
         }
+        spilled = refill_spilled(d);
     }
     return NULL;
 }
@@ -439,6 +527,7 @@ wh_delivery *wh_delivery_new(const wh_delivery_opts *opts, wh_instances *instanc
     for (size_t i = 0; i < d->nlanes; i++) {
         d->lanes[i].inst = instances->v[i];
         d->lanes[i].cap = cap_of(instances->v[i]);
+        d->lanes[i].queue_max = queue_max_of(instances->v[i]);
         d->lanes[i].queue_tail = &d->lanes[i].queue;
     }
     const char *prefixes[] = {"out/", NULL};

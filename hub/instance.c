@@ -111,14 +111,16 @@ int wh_options_apply(const wh_option *table, const char *const *extra, json_t *o
 /* keys the hub itself reads from every instance (besides `type`) */
 static const wh_option common_options[] = {
     {"concurrency", WH_OPT_INT, "16", 0, "calls of this instance in flight at once"},
+    {"queue_max", WH_OPT_INT, "1000", 0,
+     "calls waiting in memory for a free slot; more wait in the state file"},
     {"timeout_ms", WH_OPT_INT, "30000", 0, "default timeout of one HTTP exchange"},
     {"max_attempts", WH_OPT_INT, "8", 0, "attempts before a call becomes a dead letter"},
     {"insecure_tls", WH_OPT_BOOL, "false", 0,
      "turn off TLS certificate checks for this instance's outgoing calls (warned at start)"},
     {NULL, 0, NULL, 0, NULL},
 };
-static const char *const common_keys[] = {"type", "concurrency", "timeout_ms", "max_attempts",
-                                          "insecure_tls", NULL};
+static const char *const common_keys[] = {"type",       "concurrency",  "queue_max",
+                                          "timeout_ms", "max_attempts", "insecure_tls", NULL};
 
 wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
                                 const wh_doc *doc, const char *pointer, json_t *errors)

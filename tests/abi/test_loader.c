@@ -114,7 +114,7 @@ int main(void)
     CHECK(set == NULL);
     char *all = json_dumps(errors, JSON_INDENT(1));
     CHECK(strstr(all, "cfg.yaml:5:5: unknown key 'colour' (known keys: token, retries, type, "
-                      "concurrency, timeout_ms, max_attempts, insecure_tls)"));
+                      "concurrency, queue_max, timeout_ms, max_attempts, insecure_tls)"));
     CHECK(strstr(all, "cfg.yaml:6:3: missing required key 'token'"));
     CHECK(strstr(all, "cfg.yaml:8:5: 'retries' must be an integer"));
     CHECK(strstr(all, "cfg.yaml:10:5: ") && strstr(all, "nope.so: no such connector"));

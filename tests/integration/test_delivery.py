@@ -237,6 +237,36 @@ class ConcurrencyTest(HubTest):
                    (b"[]", b""), 20, "the outbox drained")
 
 
+    def test_calls_past_queue_max_wait_in_the_outbox_in_order(self):
+        """With concurrency 1 and queue_max 2, ten calls: one in flight, two
+        in memory, the rest read back from the outbox as room frees, all in
+        order and each once."""
+        api = FakeAPI()
+        self.addCleanup(api.close)
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        api.script["/slow"] = [(200, {}, lambda rec: gate.wait(30) and {"ok": True})]
+        h = self.hub("log_level: debug\nconnectors:\n  in:\n    type: webhook\n"
+                     "  slow:\n    type: webhook\n    concurrency: 1\n    queue_max: 2\n",
+                     files={"rules/r.yaml": (
+                         "rules:\n"
+                         "  - name: s\n    on: in/slow\n    do:\n"
+                         "      - call: slow.request\n"
+                         "        with: { url: \"%s/slow\", json: { n: \"{{body.n}}\" } }\n")
+                         % api.url})
+        for n in range(10):
+            s, b = h.json_request("POST", "/hooks/in/slow", {"n": n})
+            self.assertEqual(s, 200, b)
+        api.wait_requests(1, "/slow")
+        h.err.wait_for(r"slow: 2 calls waiting; later ones wait in the outbox")
+        gate.set()
+        reqs = api.wait_requests(10, "/slow", timeout=30)
+        self.assertEqual([r["json"]["n"] for r in reqs], [str(n) for n in range(10)])
+        wait_until(lambda: h.cmd("outbox", "-c", h.config_path, "--json").stdout.strip() in
+                   (b"[]", b""), 20, "the outbox drained")
+        self.assertEqual(len(api.requests), 10, "each call once")
+
+
 class DedupeTest(HubTest):
     """A delivery id seen before is answered as the first time; rules run once,
     also across a restart."""
