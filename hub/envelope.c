@@ -61,7 +61,12 @@ char *wh_env_encode(const char *source, const char *kind, const json_t *data,
     }
     char ts[40];
     wh_time_rfc3339(wh_now_ms(), ts, sizeof ts);
-    wh_buf out = {0};
+    /* most envelopes fit: one allocation instead of a chain of reallocs while dumping */
+    wh_buf out = {.data = malloc(2048), .cap = 2048};
+    if (!out.data) {
+        return NULL;
+    }
+    out.data[0] = '\0';
     /* names are [A-Za-z0-9_.-] and the prefix is ours: nothing here needs escaping */
     int rc = wh_buf_printf(&out, "{\"id\":\"%s\",\"time\":\"%s\",\"source\":\"%s\",\"kind\":\"%s\",",
                            id_out, ts, source, kind);
