@@ -88,6 +88,7 @@ struct wh_request {
     char *poll_since;
     char *dedupe_key; /* "<instance>\n<id>" when the connector called dedupe() */
     char *dedupe_id;
+    char *dup_of; /* a repeat of a delivery still being handled: its dedupe key */
     struct wh_request *next; /* pending list */
     int64_t started;
 };
@@ -122,7 +123,8 @@ struct wh_gateway {
     wh_request *pending;
     unsigned npending;
     json_t *seen;       /* dedupe cache: key → answer object, or null while in progress */
-    json_t *seen_order; /* keys, oldest first, to bound the cache */
+    char **seen_ring; /* keys in arrival order, to bound the cache (SEEN_CACHE_MAX) */
+    size_t seen_head, seen_n;
     json_t *late;       /* request id → {instance, event, until}: answers that may come late */
     wh_api *api;        /* the replies API, or NULL when not configured */
     pthread_mutex_t conn_lock;
@@ -330,10 +332,13 @@ static void request_free(wh_request *r)
     free(r->ids);
     free(r->dedupe_key);
     free(r->dedupe_id);
+    free(r->dup_of);
     free(r->poll_key);
     free(r->poll_since);
     free(r);
 }
+
+static void release_repeats(wh_gateway *gw, const char *key, const struct wh_reply *answer);
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
@@ -345,6 +350,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         set_phase(gw, conn, PH_WAITING_HEADERS, wh_mono_ms() + (int64_t)gw->opts.timeout_s * 1000);
     }
     if (r) {
+        if (r->dedupe_key && r->state != ST_DONE) {
+            /* never answered (the client went away): a retry of the id may try again,
+               and repeats waiting for this answer are told to retry */
+            pthread_mutex_lock(&gw->lock);
+            if (json_is_null(json_object_get(gw->seen, r->dedupe_key))) {
+                json_object_del(gw->seen, r->dedupe_key);
+            }
+            struct wh_reply retry = {0};
+            reply_error(&retry, 503, "retry", "the first delivery of this id was not answered");
+            release_repeats(gw, r->dedupe_key, &retry);
+            reply_reset(&retry);
+            pthread_mutex_unlock(&gw->lock);
+        }
         atomic_fetch_sub(&gw->live, 1);
         request_free(r);
         *con_cls = NULL;
@@ -392,16 +410,47 @@ static void pending_remove(wh_gateway *gw, wh_request *r)
 }
 
 #define SEEN_CACHE_MAX 10000
+/* how long a repeat waits for the first delivery's answer (Alexa waits 8 s) */
+#define DUP_WAIT_MS 10000
 
 static void seen_remember(wh_gateway *gw, const char *key, json_t *answer)
 {
     if (!json_object_get(gw->seen, key)) {
-        json_array_append_new(gw->seen_order, json_string(key));
+        char *copy = strdup(key);
+        if (!copy) {
+            json_decref(answer);
+            return;
+        }
+        size_t slot = (gw->seen_head + gw->seen_n) % SEEN_CACHE_MAX;
+        if (gw->seen_n == SEEN_CACHE_MAX) {
+            /* full: the oldest key leaves the cache (the state file still has it) */
+            json_object_del(gw->seen, gw->seen_ring[gw->seen_head]);
+            free(gw->seen_ring[gw->seen_head]);
+            gw->seen_head = (gw->seen_head + 1) % SEEN_CACHE_MAX;
+            gw->seen_n--;
+        }
+        gw->seen_ring[slot] = copy;
+        gw->seen_n++;
     }
     json_object_set_new(gw->seen, key, answer ? answer : json_null());
-    while (json_array_size(gw->seen_order) > SEEN_CACHE_MAX) {
-        json_object_del(gw->seen, json_string_value(json_array_get(gw->seen_order, 0)));
-        json_array_remove(gw->seen_order, 0);
+}
+
+/* The first delivery of `key` has its answer (or failed): repeats that waited
+   for it get the same. Caller holds gw->lock. */
+static void release_repeats(wh_gateway *gw, const char *key, const struct wh_reply *answer)
+{
+    wh_request **pp = &gw->pending;
+    while (*pp) {
+        wh_request *w = *pp;
+        if (!w->dup_of || strcmp(w->dup_of, key) != 0) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        w->next = NULL;
+        gw->npending--;
+        reply_set(&w->reply, answer->status, answer->ctype, answer->body.data, answer->body.len);
+        resume_ready(w);
     }
 }
 
@@ -445,6 +494,7 @@ static enum MHD_Result finish(wh_request *r)
             }
             seen_remember(gw, r->dedupe_key, answer);
         }
+        release_repeats(gw, r->dedupe_key, &r->reply);
         pthread_mutex_unlock(&gw->lock);
     }
     return queue_reply(r->conn, &r->reply);
@@ -541,6 +591,9 @@ static int prepare_events(wh_request *r)
         r->state = ST_READY;
         return 0;
     }
+    if (r->dup_of) {
+        return 1; /* waits for the first delivery's answer (submit_events) */
+    }
     if (wh->duplicate) {
         /* answered as the first delivery was; nothing is published again */
         reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
@@ -609,6 +662,28 @@ static void submit_events(wh_request *r)
     if (atomic_load(&gw->stopping)) {
         reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
         r->state = ST_READY;
+        return;
+    }
+    if (r->dup_of) {
+        const json_t *answer = json_object_get(gw->seen, r->dup_of);
+        if (json_is_object(answer)) {
+            /* the first delivery was answered meanwhile */
+            reply_set(&r->reply, (int)json_integer_value(json_object_get(answer, "status")),
+                      json_string_value(json_object_get(answer, "ctype")),
+                      json_string_value(json_object_get(answer, "body")),
+                      json_string_length(json_object_get(answer, "body")));
+            r->state = ST_READY;
+        } else if (!answer) {
+            reply_error(&r->reply, 503, "retry", "the first delivery of this id failed; retry");
+            r->state = ST_READY;
+        } else {
+            /* still in progress: wait for its answer, as long as a caller would */
+            r->deadline = wh_mono_ms() + DUP_WAIT_MS;
+            r->state = ST_WAITING;
+            r->next = gw->pending;
+            gw->pending = r;
+            gw->npending++;
+        }
         return;
     }
     if (gw->store && json_array_size(r->journal) > 0) {
@@ -1006,6 +1081,12 @@ static int64_t expire_pending(wh_gateway *gw)
             *pp = r->next;
             r->next = NULL;
             gw->npending--;
+            if (r->dup_of) {
+                reply_error(&r->reply, 503, "duplicate_in_progress",
+                            "the first delivery of this id is still being handled; retry");
+                resume_ready(r);
+                continue;
+            }
             wh_info(r->inst->name,
                     "fallback answer: no answer from the engine within %ld ms request=%s",
                     r->wh.deadline_ms, r->reqid);
@@ -1118,7 +1199,7 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
     gw->store = store;
     gw->started = wh_mono_ms();
     gw->seen = json_object();
-    gw->seen_order = json_array();
+    gw->seen_ring = calloc(SEEN_CACHE_MAX, sizeof *gw->seen_ring);
     gw->late = json_object();
     pthread_mutex_init(&gw->lock, NULL);
     pthread_mutex_init(&gw->conn_lock, NULL);
@@ -1130,6 +1211,10 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
     gw->sub = wh_sub_new(zctx, ends, prefixes, 5000);
     if (opts->api_tokens && store) {
         gw->api = wh_api_new(opts->api_tokens, store);
+    }
+    if (!gw->seen || !gw->seen_ring || !gw->late) {
+        snprintf(err, errsize, "out of memory");
+        goto fail;
     }
     if (!gw->pub || !gw->sub) {
         snprintf(err, errsize, "cannot join the bus");
@@ -1217,7 +1302,10 @@ void wh_gateway_destroy(wh_gateway **pgw)
     wh_sub_destroy(&gw->sub);
     wh_pub_destroy(&gw->pub);
     json_decref(gw->seen);
-    json_decref(gw->seen_order);
+    for (size_t i = 0; gw->seen_ring && i < gw->seen_n; i++) {
+        free(gw->seen_ring[(gw->seen_head + i) % SEEN_CACHE_MAX]);
+    }
+    free(gw->seen_ring);
     json_decref(gw->late);
     wh_api_destroy(&gw->api);
     pthread_mutex_destroy(&gw->conn_lock);
@@ -1385,6 +1473,8 @@ static int read_seen(sqlite3 *db, void *ud)
                         json_pack("[s, s]", q->source, q->id), &q->rows);
 }
 
+/* A repeat is answered as its first delivery was (`answer`, from the cache or
+   the state file). */
 static void answer_duplicate(struct wh_webhook *wh, const json_t *answer)
 {
     wh->duplicate = 1;
@@ -1394,9 +1484,24 @@ static void answer_duplicate(struct wh_webhook *wh, const json_t *answer)
                      json_string_value(json_object_get(answer, "body")),
                      json_string_length(json_object_get(answer, "body")));
     } else {
-        static const char in_progress[] = "{\"ok\":true,\"duplicate\":true}";
-        wh_wh_answer(wh, 200, CTYPE_JSON, in_progress, sizeof in_progress - 1);
+        static const char no_answer[] = "{\"ok\":true,\"duplicate\":true}";
+        wh_wh_answer(wh, 200, CTYPE_JSON, no_answer, sizeof no_answer - 1);
     }
+}
+
+/* A repeat found in the cache: answered now, or (first delivery still in
+   progress) made to wait for that answer. Takes key's text. Caller holds gw->lock. */
+static void repeat_of(struct wh_webhook *wh, const json_t *cached, wh_buf *key)
+{
+    if (json_is_object(cached)) {
+        answer_duplicate(wh, cached);
+        wh_buf_free(key);
+        return;
+    }
+    wh->duplicate = 1;
+    wh->req->dup_of = key->data;
+    key->data = NULL;
+    wh_buf_free(key);
 }
 
 int wh_wh_dedupe(wh_webhook *wh, const char *id)
@@ -1414,9 +1519,8 @@ int wh_wh_dedupe(wh_webhook *wh, const char *id)
     pthread_mutex_lock(&gw->lock);
     json_t *cached = json_object_get(gw->seen, key.data);
     if (cached) {
-        answer_duplicate(wh, cached);
+        repeat_of(wh, cached, &key);
         pthread_mutex_unlock(&gw->lock);
-        wh_buf_free(&key);
         return 1;
     }
     pthread_mutex_unlock(&gw->lock);
@@ -1434,6 +1538,13 @@ int wh_wh_dedupe(wh_webhook *wh, const char *id)
     }
     json_decref(q.rows);
     pthread_mutex_lock(&gw->lock);
+    cached = json_object_get(gw->seen, key.data);
+    if (cached) {
+        /* the same id arrived on another thread while we read the state file */
+        repeat_of(wh, cached, &key);
+        pthread_mutex_unlock(&gw->lock);
+        return 1;
+    }
     seen_remember(gw, key.data, NULL); /* in progress */
     pthread_mutex_unlock(&gw->lock);
     r->dedupe_key = key.data;

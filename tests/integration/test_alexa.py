@@ -262,6 +262,32 @@ class AlexaTest(HubTest):
         calls = self.api.wait_requests(2, "/count")
         self.assertEqual([c["json"]["request"] for c in calls], ["req-dup", "req-dup-2"])
 
+    def test_repeat_while_first_in_progress_gets_the_same_answer(self):
+        h = self.start(deadline=5000)
+        body = alexa_body("IntentRequest", "req-twice", intent="SlowIntent")
+        results = {}
+
+        def send(name):
+            results[name] = self.post(h, body)
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        self.api.wait_requests(1, "/slow")
+        repeat = threading.Thread(target=send, args=("repeat",))
+        repeat.start()
+
+        def pending():
+            s, b = h.json_request("GET", "/healthz")
+            return s == 200 and b["pending"] == 2
+        wait_until(pending, 10, "the repeat waiting beside the first delivery")
+        self.release.set()
+        first.join(20)
+        repeat.join(20)
+        self.assertEqual(results["first"][0], 200, results)
+        self.assertEqual(results["first"][1]["response"]["outputSpeech"]["text"], "Too late.")
+        self.assertEqual(results["repeat"], results["first"], "the repeat gets the same envelope")
+        self.assertEqual(len([r for r in self.api.requests if r["path"] == "/slow"]), 1,
+                         "the rule ran once")
+
     def test_certificate_fetched_once_for_many_requests(self):
         h = self.start()
         url = CERT_BASE + "cache.pem"
