@@ -24,6 +24,7 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,7 @@ struct wh_engine {
     pthread_cond_t recovered_cond;
     int recovered;         /* recover() has finished (guarded by lock) */
     atomic_int resubscribe;
-    int64_t last_cleanup;
+    int64_t next_cleanup; /* mono ms */
 };
 
 static unsigned hash(const char *s)
@@ -734,22 +735,67 @@ static void take(wh_engine *e, pass *p, const char *topic, const char *raw, size
     }
 }
 
-static void cleanup(wh_engine *e, pass *p)
+/*
+ * The journal keeps an hour, de-duplication ids a day; runs and delivered
+ * calls are kept a week for `wirehub runs` / `outbox`. Events still `new`
+ * after an hour are ones no rule subscribed to (dropped at the publisher,
+ * never seen here); the ones a crash left unhandled were taken by recover()
+ * at start. Each statement removes at most WH_CLEANUP_CHUNK rows and reads about
+ * as many (events and seen from the oldest rowid, which is the oldest row;
+ * runs and outbox through their (state, time) indexes), so the writer is never
+ * held for a scan of a large table; while a chunk comes back full, the next
+ * cleanup follows a second later instead of a minute.
+ */
+int wh_engine_cleanup(sqlite3 *db, void *ud)
 {
-    /* The journal keeps an hour. Events still `new` after that are ones no
-     * rule subscribed to (dropped at the publisher, never seen here); the
-     * ones a crash left unhandled were taken by recover() at start. Runs and
-     * delivered calls are kept a week for `wirehub runs` / `outbox`. */
-    wh_sqlbatch_add(p->sql, "DELETE FROM events WHERE created_ms < ?1",
-                    json_pack("[I]", (json_int_t)(p->now - 3600 * 1000)));
-    wh_sqlbatch_add(p->sql, "DELETE FROM seen WHERE created_ms < ?1",
-                    json_pack("[I]", (json_int_t)(p->now - 86400 * 1000LL)));
-    wh_sqlbatch_add(p->sql,
-                    "DELETE FROM runs WHERE state IN ('done', 'failed') AND updated_ms < ?1",
-                    json_pack("[I]", (json_int_t)(p->now - 7 * 86400 * 1000LL)));
-    wh_sqlbatch_add(p->sql, "DELETE FROM outbox WHERE state = 'done' AND updated_ms < ?1",
-                    json_pack("[I]", (json_int_t)(p->now - 7 * 86400 * 1000LL)));
-    e->last_cleanup = wh_mono_ms();
+    int *more = ud;
+    static const struct {
+        const char *sql;
+        int64_t keep_ms;
+    } steps[] = {
+        {"DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY rowid LIMIT ?2) "
+         "AND created_ms < ?1",
+         3600 * 1000LL},
+        {"DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?2) AND "
+         "created_ms < ?1",
+         86400 * 1000LL},
+        {"DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE state IN ('done', "
+         "'failed') AND updated_ms < ?1 LIMIT ?2)",
+         7 * 86400 * 1000LL},
+        /* a delivered call's next_at_ms is when it finished (plus at most the last backoff) */
+        {"DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox WHERE state = 'done' AND "
+         "next_at_ms < ?1 LIMIT ?2)",
+         7 * 86400 * 1000LL},
+    };
+    int64_t now = wh_now_ms();
+    *more = 0;
+    for (size_t i = 0; i < WH_ARRAY_LEN(steps); i++) {
+        sqlite3_stmt *st = wh_sql_prepare_cached(db, steps[i].sql);
+        if (!st) {
+            wh_error("engine", "cannot prepare the cleanup: %s", sqlite3_errmsg(db));
+            return WH_ERR;
+        }
+        sqlite3_bind_int64(st, 1, now - steps[i].keep_ms);
+        sqlite3_bind_int(st, 2, WH_CLEANUP_CHUNK);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            wh_error("engine", "cleanup failed: %s", sqlite3_errmsg(db));
+            return wh_sql_status(rc);
+        }
+        if (sqlite3_changes(db) >= WH_CLEANUP_CHUNK) {
+            *more = 1;
+        }
+    }
+    return WH_OK;
+}
+
+static void cleanup(wh_engine *e)
+{
+    int more = 0;
+    if (wh_store_write_sync(e->store, wh_engine_cleanup, &more) != WH_OK) {
+        more = 0; /* logged; try again at the usual time */
+    }
+    e->next_cleanup = wh_mono_ms() + (more ? 1000 : 60000);
 }
 
 static void *engine_main(void *arg)
@@ -757,7 +803,7 @@ static void *engine_main(void *arg)
     wh_engine *e = arg;
     pass p = {json_array(), json_array(), wh_now_ms()};
     recover(e, &p);
-    e->last_cleanup = wh_mono_ms();
+    e->next_cleanup = wh_mono_ms() + 60000;
     pthread_mutex_lock(&e->lock);
     e->recovered = 1;
     pthread_cond_broadcast(&e->recovered_cond);
@@ -781,10 +827,10 @@ static void *engine_main(void *arg)
             got = n + 1 < PASS_MAX ? wh_sub_recv_raw(e->sub, 0, &topic, &raw, &len) : 0;
         }
         run_debounced(e, &p);
-        if (wh_mono_ms() - e->last_cleanup > 60000) {
-            cleanup(e, &p);
-        }
         finish_pass(e, &p);
+        if (wh_mono_ms() >= e->next_cleanup) {
+            cleanup(e);
+        }
     }
     json_decref(p.sql);
     json_decref(p.effects);

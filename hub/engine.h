@@ -25,6 +25,16 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
  * started finish on the set they started with. Ownership: takes a reference.
  */
 void wh_engine_set_rules(wh_engine *engine, wh_rules *rules);
+/** Most rows one cleanup statement removes. */
+#define WH_CLEANUP_CHUNK 2000
+/**
+ * A store job (wh_store_fn) that removes what the state file no longer keeps:
+ * events older than an hour, de-duplication ids older than a day, finished
+ * runs and delivered calls older than a week — at most WH_CLEANUP_CHUNK rows
+ * per table. `ud` is an int set to 1 when some table had more to remove. The
+ * engine runs it every minute (every second while it has more); exposed for tests.
+ */
+int wh_engine_cleanup(sqlite3 *db, void *ud);
 /** Stop: runs waiting for calls stay in the store for the next start. NULL-safe. */
 void wh_engine_destroy(wh_engine **engine);
 #endif

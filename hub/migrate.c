@@ -106,6 +106,11 @@ static const char *const migrations[] = {
     "  due_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (rule, key));"
     "CREATE INDEX debounce_due ON debounce(due_ms);",
+
+    /* 2 → 3: finished runs are found by state and age, so the cleanup reads
+       only the rows it removes (runs_state alone made it visit every one) */
+    "CREATE INDEX runs_finished ON runs(state, updated_ms);"
+    "DROP INDEX runs_state;",
 };
 
 int wh_migrate_latest(void)

@@ -1,5 +1,6 @@
 /* The state store: creation and refusals, migrations, group commit, per-job
    failure, sync writes, reads beside the writer, close draining, crash durability. */
+#include "engine.h"
 #include "store.h"
 #include "testlib.h"
 #include "util.h"
@@ -235,7 +236,7 @@ static void test_create(void)
         return;
     }
     CHECK_INT(wh_store_schema_version(s), wh_migrate_latest());
-    CHECK_INT(wh_migrate_latest(), 2);
+    CHECK_INT(wh_migrate_latest(), 3);
     CHECK_STR(wh_store_path(s), p);
 
     query q = {.sql = "PRAGMA journal_mode"};
@@ -257,7 +258,7 @@ static void test_create(void)
         "events_state",
         "seen",
         "runs",
-        "runs_state",
+        "runs_finished",
         "outbox",
         "outbox_due",
         "conversations",
@@ -336,7 +337,7 @@ static void test_refusals(void)
     make_sqlite_file(p, "PRAGMA user_version = 99");
     wh_store *s = wh_store_open(p, NULL, err, sizeof err);
     CHECK(s == NULL);
-    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 2") != NULL);
+    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 3") != NULL);
     CHECK(strstr(err, p) == err); /* names the file first */
     free(p);
 
@@ -948,6 +949,117 @@ static void test_crash(int kill_it)
     free(p);
 }
 
+/* A schema-2 file (runs_state, user_version 2) with data opens as schema 3:
+   the index is replaced and the rows stay. */
+static void test_migrate_2_to_3(void)
+{
+    char *p = path_in("v2.db");
+    char err[256];
+    wh_store *s = wh_store_open(p, NULL, err, sizeof err);
+    CHECK(s != NULL);
+    wh_store_close(&s);
+    sqlite3 *db = NULL;
+    CHECK_INT(sqlite3_open(p, &db), SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db,
+                           "DROP INDEX runs_finished; CREATE INDEX runs_state ON runs(state);"
+                           "INSERT INTO runs (id, rule, step, ctx, state, created_ms, updated_ms) "
+                           "VALUES ('r1', 'x', 0, '{}', 'done', 1, 1);"
+                           "PRAGMA user_version = 2;",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    s = wh_store_open(p, NULL, err, sizeof err);
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_INT(wh_store_schema_version(s), 3);
+        query q = {.sql = "SELECT count(*) FROM sqlite_master WHERE name = 'runs_finished'"};
+        CHECK_INT(wh_store_read(s, query_fn, &q), WH_OK);
+        CHECK_INT(q.n, 1);
+        query old = {.sql = "SELECT count(*) FROM sqlite_master WHERE name = 'runs_state'"};
+        CHECK_INT(wh_store_read(s, query_fn, &old), WH_OK);
+        CHECK_INT(old.n, 0);
+        query rows = {.sql = "SELECT count(*) FROM runs WHERE id = 'r1'"};
+        CHECK_INT(wh_store_read(s, query_fn, &rows), WH_OK);
+        CHECK_INT(rows.n, 1);
+        wh_store_close(&s);
+    }
+    free(p);
+}
+
+static int fill_for_cleanup(sqlite3 *db, void *ud)
+{
+    (void)ud;
+    long long now = wh_now_ms(), hour = 3600000LL, day = 24 * hour, week = 7 * day;
+    char sql[1024];
+    /* 2,500 events older than an hour, then 3 recent ones */
+    for (int i = 0; i < 2503; i++) {
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO events (id, source, kind, envelope, state, created_ms) VALUES "
+                 "('e%d', 's', 'k', '{}', 'done', %lld)",
+                 i, i < 2500 ? now - 2 * hour : now - 1000);
+        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            return WH_ERR;
+        }
+    }
+    snprintf(sql, sizeof sql,
+             "INSERT INTO seen (source, id, created_ms) VALUES ('s', 'old', %lld), ('s', 'new', %lld);"
+             "INSERT INTO runs (id, rule, step, ctx, state, created_ms, updated_ms) VALUES "
+             "('r-old', 'x', 1, '{}', 'done', %lld, %lld), ('r-failed', 'x', 1, '{}', 'failed', "
+             "%lld, %lld), ('r-waiting', 'x', 1, '{}', 'waiting', %lld, %lld), ('r-new', 'x', 1, "
+             "'{}', 'done', %lld, %lld);",
+             now - 2 * day, now, now - 2 * week, now - 2 * week, now - 2 * week, now - 2 * week,
+             now - 2 * week, now - 2 * week, now, now);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        return WH_ERR;
+    }
+    snprintf(sql, sizeof sql,
+             "INSERT INTO outbox (id, instance, op, args, key, state, next_at_ms, created_ms, "
+             "updated_ms) VALUES ('o-old', 'i', 'op', '{}', 'o-old', 'done', %lld, %lld, %lld), "
+             "('o-dead', 'i', 'op', '{}', 'o-dead', 'dead', %lld, %lld, %lld), ('o-new', 'i', "
+             "'op', '{}', 'o-new', 'done', %lld, %lld, %lld);",
+             now - 2 * week, now - 2 * week, now - 2 * week, now - 2 * week, now - 2 * week,
+             now - 2 * week, now, now, now);
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? WH_OK : WH_ERR;
+}
+
+static long long count_where(wh_store *s, const char *sql)
+{
+    query q = {.sql = sql, .n = -1};
+    CHECK_INT(wh_store_read(s, query_fn, &q), WH_OK);
+    return q.n;
+}
+
+/* The engine's cleanup removes what is past keeping, at most a chunk per table
+   per call, and says when a table had more. */
+static void test_cleanup(void)
+{
+    char *p = path_in("cleanup.db");
+    char err[256];
+    wh_store *s = wh_store_open(p, NULL, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s) {
+        free(p);
+        return;
+    }
+    CHECK_INT(wh_store_write_sync(s, fill_for_cleanup, NULL), WH_OK);
+    int more = -1;
+    CHECK_INT(wh_store_write_sync(s, wh_engine_cleanup, &more), WH_OK);
+    CHECK_INT(more, 1);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM events"), 2503 - WH_CLEANUP_CHUNK);
+    more = -1;
+    CHECK_INT(wh_store_write_sync(s, wh_engine_cleanup, &more), WH_OK);
+    CHECK_INT(more, 0);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM events"), 3);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM seen WHERE id = 'new'"), 1);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM seen"), 1);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM runs WHERE id IN ('r-waiting', 'r-new')"), 2);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM runs"), 2);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM outbox WHERE id IN ('o-dead', 'o-new')"), 2);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM outbox"), 2);
+    wh_store_close(&s);
+    free(p);
+}
+
 int main(void)
 {
     tmpdir = wh_test_tmpdir();
@@ -967,6 +1079,8 @@ int main(void)
     test_stmt_cache();
     test_queue_limit();
     test_close_drains();
+    test_migrate_2_to_3();
+    test_cleanup();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) {
