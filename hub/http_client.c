@@ -1,9 +1,15 @@
 /*
- * http_client.c — owns the delivery thread and its curl multi handle. Other
- * threads only enqueue (requests, jobs) under a mutex and wake the loop with
- * curl_multi_wakeup; everything curl does happens on this one thread, so
- * connectors' callbacks never race each other. It knows nothing of retries
- * or rules: it runs exchanges and reports what happened.
+ * http_client.c — owns the delivery thread and, once the first request
+ * arrives, its curl multi handle. Other threads only enqueue (requests, jobs)
+ * under a mutex and wake the loop; everything curl does happens on this one
+ * thread, so connectors' callbacks never race each other. It knows nothing of
+ * retries or rules: it runs exchanges and reports what happened.
+ *
+ * curl (and with it OpenSSL, which curl's global init sets up: over 2 MiB)
+ * is initialised only when a request first needs it: a hub that only
+ * receives never pays for it. Until then the loop sleeps on a condition
+ * variable; afterwards on curl_multi_poll, woken by curl_multi_wakeup. Jobs
+ * (timers) never need curl.
  */
 #include "http_client.h"
 #include "log.h"
@@ -11,9 +17,11 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct xfer {
     struct xfer *next;
@@ -45,16 +53,85 @@ typedef struct job {
 
 struct wh_http {
     wh_http_opts opts;
-    CURLM *multi;
+    CURLM *multi;   /* NULL until the first request; set under lock by the loop */
+    int curl_ref;   /* this object holds a curl global init (see curl_acquire) */
     pthread_t thread;
     int started;
     pthread_mutex_t lock;
+    pthread_cond_t cond; /* wakes the loop while it has no multi handle */
     xfer *queue;    /* submitted, not yet added to curl */
     job *jobs;      /* sorted by due time */
     int stopping;
     int running;    /* transfers inside curl */
     xfer *active;
 };
+
+/*
+ * curl's global state is shared by every wh_http in the process: the first to
+ * need it initialises it, the last to go cleans it up. The mutex serialises
+ * both (curl_global_init is thread-safe only when curl was built so), and the
+ * count lets a process stop and start hubs (tests do) without using curl
+ * after its cleanup.
+ */
+static pthread_mutex_t curl_global_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned curl_global_users;
+
+static int curl_acquire(void)
+{
+    int rc = 0;
+    pthread_mutex_lock(&curl_global_lock);
+    if (curl_global_users == 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        rc = -1;
+    } else {
+        curl_global_users++;
+    }
+    pthread_mutex_unlock(&curl_global_lock);
+    return rc;
+}
+
+static void curl_release(void)
+{
+    pthread_mutex_lock(&curl_global_lock);
+    if (curl_global_users > 0 && --curl_global_users == 0) {
+        curl_global_cleanup();
+    }
+    pthread_mutex_unlock(&curl_global_lock);
+}
+
+/* Wake the loop after queueing work or stopping. Caller holds h->lock; returns the multi to
+ * wake with curl_multi_wakeup() after unlocking (NULL: the condition variable was signalled). */
+static CURLM *wake_locked(wh_http *h)
+{
+    if (!h->multi) {
+        pthread_cond_signal(&h->cond);
+    }
+    return h->multi;
+}
+
+/* On the loop thread: curl's global init and the multi handle, once. */
+static int ensure_curl(wh_http *h)
+{
+    if (h->multi) {
+        return 0;
+    }
+    if (!h->curl_ref) {
+        if (curl_acquire() != 0) {
+            wh_error("delivery", "curl_global_init failed");
+            return -1;
+        }
+        h->curl_ref = 1;
+    }
+    CURLM *m = curl_multi_init();
+    if (!m) {
+        wh_error("delivery", "curl_multi_init failed");
+        return -1;
+    }
+    curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+    pthread_mutex_lock(&h->lock);
+    h->multi = m;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
 
 static void xfer_free(xfer *x)
 {
@@ -273,6 +350,8 @@ static long take_queued(wh_http *h)
         rev = rev->next;
         if (h->stopping) {
             finish(x, 0, "wirehub is stopping", 0);
+        } else if (ensure_curl(h) != 0) {
+            finish(x, 0, "cannot start the transfer: curl could not be initialised", 0);
         } else if (start_xfer(h, x) != 0) {
             finish(x, 0, "cannot start the transfer", 0);
         }
@@ -288,22 +367,65 @@ static long take_queued(wh_http *h)
 
 static __thread const wh_http *current_loop;
 
+/* True when the loop has something to do now. Caller holds h->lock. */
+static int work_ready_locked(const wh_http *h, int64_t now)
+{
+    return h->queue || h->stopping || (h->jobs && h->jobs->due <= now);
+}
+
+/*
+ * Before curl exists: sleep until a request, a job, stop, or the next job's
+ * due time. Wakers signal under the same lock, so no wakeup is lost.
+ */
+static void sleep_without_curl(wh_http *h)
+{
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        int64_t now = wh_mono_ms();
+        if (h->multi || work_ready_locked(h, now)) {
+            break;
+        }
+        if (!h->jobs) {
+            pthread_cond_wait(&h->cond, &h->lock);
+            continue;
+        }
+        int64_t due = h->jobs->due;
+        struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+        int rc = pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+        if (rc != 0 && rc != ETIMEDOUT) {
+            break; /* never spin on an unexpected error: take_queued re-checks */
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
 static void *loop_main(void *arg)
 {
     wh_http *h = arg;
     current_loop = h;
     for (;;) {
         long wait = take_queued(h);
-        int still;
-        curl_multi_perform(h->multi, &still);
-        drain_done(h);
+        if (h->multi) {
+            int still;
+            curl_multi_perform(h->multi, &still);
+            drain_done(h);
+        }
         pthread_mutex_lock(&h->lock);
         int stop = h->stopping && !h->queue && !h->jobs;
+        /* work queued after take_queued (e.g. while curl was being set up) runs first */
+        int busy = work_ready_locked(h, wh_mono_ms());
         pthread_mutex_unlock(&h->lock);
         if (stop) {
             break;
         }
-        curl_multi_poll(h->multi, NULL, 0, (int)wait, NULL);
+        if (busy) {
+            continue;
+        }
+        if (h->multi) {
+            curl_multi_poll(h->multi, NULL, 0, (int)wait, NULL);
+        } else {
+            sleep_without_curl(h);
+        }
     }
     /* abort what is still in flight; callbacks still run once each */
     while (h->active) {
@@ -343,12 +465,12 @@ wh_http *wh_http_new(const wh_http_opts *opts, char *err, size_t errsize)
         h->opts.default_max_response = 8u << 20;
     }
     pthread_mutex_init(&h->lock, NULL);
-    h->multi = curl_multi_init();
-    if (!h->multi) {
-        snprintf(err, errsize, "curl_multi_init failed");
-        goto fail;
-    }
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* job due times are wh_mono_ms() */
+    pthread_cond_init(&h->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    /* no curl yet: the first request initialises it on the loop thread (ensure_curl) */
     if (pthread_create(&h->thread, NULL, loop_main, h) != 0) {
         snprintf(err, errsize, "cannot start the delivery thread");
         goto fail;
@@ -369,13 +491,20 @@ void wh_http_destroy(wh_http **ph)
     if (h->started) {
         pthread_mutex_lock(&h->lock);
         h->stopping = 1;
+        CURLM *m = wake_locked(h);
         pthread_mutex_unlock(&h->lock);
-        curl_multi_wakeup(h->multi);
+        if (m) {
+            curl_multi_wakeup(m);
+        }
         pthread_join(h->thread, NULL);
     }
     if (h->multi) {
         curl_multi_cleanup(h->multi);
     }
+    if (h->curl_ref) {
+        curl_release(); /* only when this object ever initialised curl */
+    }
+    pthread_cond_destroy(&h->cond);
     pthread_mutex_destroy(&h->lock);
     free(h);
     *ph = NULL;
@@ -433,8 +562,11 @@ int wh_http_submit_ex(wh_http *h, const wh_http_request *req, int insecure_tls, 
     }
     x->next = h->queue;
     h->queue = x;
+    CURLM *m = wake_locked(h);
     pthread_mutex_unlock(&h->lock);
-    curl_multi_wakeup(h->multi);
+    if (m) {
+        curl_multi_wakeup(m);
+    }
     return WH_OK;
 }
 
@@ -459,8 +591,11 @@ int wh_http_post(wh_http *h, int64_t delay_ms, void (*fn)(void *), void *user)
     }
     j->next = *pp;
     *pp = j;
+    CURLM *m = wake_locked(h);
     pthread_mutex_unlock(&h->lock);
-    curl_multi_wakeup(h->multi);
+    if (m) {
+        curl_multi_wakeup(m);
+    }
     return WH_OK;
 }
 

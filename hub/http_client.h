@@ -1,7 +1,10 @@
 /*
  * http_client.h — the delivery thread: one curl multi handle that runs every
  * outgoing HTTP exchange, plus a queue of jobs (operation starts, timers) that
- * must run on that same thread.
+ * must run on that same thread. curl's global state is initialised here, on the
+ * first request (not before: a hub that only receives never initialises TLS), and
+ * cleaned up when the last wh_http that used it is destroyed; callers never
+ * call curl_global_init themselves.
  */
 #ifndef WH_HTTP_CLIENT_H
 #define WH_HTTP_CLIENT_H
@@ -15,11 +18,15 @@ typedef struct wh_http_opts {
     size_t default_max_response; /**< response cap (default 8 MiB) */
 } wh_http_opts;
 
-/** Start the thread. Returns NULL with a reason in err. */
+/**
+ * Start the thread; curl is not touched until the first wh_http_submit(). Returns NULL with a
+ * reason in err. Ownership: the caller owns the result (wh_http_destroy).
+ */
 wh_http *wh_http_new(const wh_http_opts *opts, char *err, size_t errsize);
 /**
  * Stop: transfers still running end with status 0 and error "wirehub is
  * stopping" (their callbacks run), queued jobs run, then the thread exits.
+ * Releases curl's global state if this object initialised it. Accepts NULL.
  */
 void wh_http_destroy(wh_http **http);
 

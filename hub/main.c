@@ -1,8 +1,10 @@
-/* main.c — argv → the subcommand; nothing else. */
+/*
+ * main.c — argv → the subcommand; nothing else. No library is initialised here:
+ * curl's global state belongs to http_client.c, which sets it up on first use.
+ */
 #include "cli.h"
 #include "log.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,6 @@ int main(int argc, char **argv)
         printf("wirehub %s (connector ABI %d.%d)\n", WH_VERSION, WH_ABI_MAJOR, WH_ABI_MINOR);
         return WH_EXIT_OK;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc;
     if (strcmp(cmd, "run") == 0) {
         rc = wh_cmd_run(argc - 1, argv + 1);
@@ -69,6 +70,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "wirehub: unknown command '%s'\n\n%s", cmd, usage);
         rc = WH_EXIT_USAGE;
     }
-    curl_global_cleanup();
     return rc;
 }
