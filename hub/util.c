@@ -2,7 +2,6 @@
 #include "util.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
