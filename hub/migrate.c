@@ -109,8 +109,7 @@ static const char *const migrations[] = {
 
     /* 2 → 3: finished runs are found by state and age, so the cleanup reads
        only the rows it removes (runs_state alone made it visit every one) */
-    "CREATE INDEX runs_finished ON runs(state, updated_ms);"
-    "DROP INDEX runs_state;",
+    "CREATE INDEX runs_finished ON runs(state, updated_ms); DROP INDEX runs_state;",
 };
 
 int wh_migrate_latest(void)
