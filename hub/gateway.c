@@ -1,19 +1,21 @@
 /*
  * gateway.c — owns the libmicrohttpd daemon, the routing of each request,
- * the request objects behind the SDK's opaque wh_request/wh_webhook/wh_reply
- * handles, and the table of requests held for the engine's answer.
+ * the life of the request objects behind the SDK's opaque wh_request/
+ * wh_webhook/wh_reply handles (journal, publish, suspend/resume, the table of
+ * requests held for the engine's answer, repeats of a delivery) and the
+ * answer thread.
  *
  * It publishes events on the bus and hears answers on it; it never calls the
  * engine or delivery. Connector callbacks run on MHD's threads (webhook) and
  * on the gateway's answer thread (respond). Slow work is never done here: a
  * connector that needs the network returns WH_PENDING and finishes later.
  *
- * Locking: gw->lock guards the pending list and each request's hand-over
- * between threads (suspend/resume). A request is touched by one thread at a
- * time: MHD's until it is suspended, then whoever resumes it.
+ * Its neighbours: gateway_conn.c (total deadlines per connection),
+ * gateway_replies.c (the replies API and its long polls), gateway_host.c
+ * (what a connector calls on a request). The structs and the lock rule are
+ * in gateway_int.h.
  */
-#include "gateway.h"
-#include "api.h"
+#include "gateway_int.h"
 #include "envelope.h"
 #include "log.h"
 #include "sqlbatch.h"
@@ -31,197 +33,8 @@
 #include <sys/socket.h>
 #include <zmq.h>
 
-#define CTYPE_JSON "application/json"
 #define LATE_KEEP_MS (30 * 60 * 1000) /* Slack's response_url lives 30 minutes */
 #define LATE_MAX 10000
-
-struct wh_webhook {
-    wh_request *req;
-    json_t *events;          /* [{kind, data}] */
-    int reject_status;
-    char *reject_error, *reject_detail;
-    int answer_status;
-    char answer_ctype[128];
-    wh_buf answer_body;
-    int answered;
-    int duplicate; /* dedupe() said the platform sent this before */
-    int wait;
-    long deadline_ms;
-    json_t *fallback;
-};
-
-struct wh_reply {
-    int status;
-    char ctype[128];
-    wh_buf body;
-    json_t *headers; /* [[name, value]] */
-};
-
-enum req_state { ST_BODY, ST_WEBHOOK, ST_JOURNAL, ST_WAITING, ST_READY, ST_DONE };
-
-struct wh_request {
-    wh_gateway *gw;
-    struct MHD_Connection *conn;
-    enum req_state state;
-    wh_instance *inst;
-    char method[16];
-    char *path;
-    char ctype[128];
-    wh_buf body;
-    int too_large;
-    json_t *headers;
-    json_t *queries;
-    char remote[INET6_ADDRSTRLEN];
-    struct wh_webhook wh;
-    struct wh_reply reply;
-    /* waiting for the engine */
-    int suspended;
-    int done_early; /* webhook_done() came before we could suspend */
-    char reqid[33];
-    int64_t deadline;
-    json_t *event;
-    json_t *outgoing; /* [[topic, envelope text]]: published once journaled */
-    json_t *journal;  /* the INSERTs that journal them */
-    char *ids;        /* the default answer's "events" array, as JSON text */
-    char *poll_key;   /* a long poll's key (GET /v1/replies/<key>?wait=…) */
-    int poll_unread, poll_peek;
-    char *poll_since;
-    char *dedupe_key; /* "<instance>\n<id>" when the connector called dedupe() */
-    char *dedupe_id;
-    char *dup_of; /* a repeat of a delivery still being handled: its dedupe key */
-    struct wh_request *next; /* pending list */
-    int64_t started;
-};
-
-/*
- * Every connection, with when its current request must be complete. MHD's
- * own timeout is an idle timeout, which a client sending a byte a second
- * never trips (slowloris); these deadlines are total.
- */
-enum conn_phase { PH_WAITING_HEADERS, PH_BODY, PH_PROCESSING };
-
-typedef struct conn_track {
-    struct conn_track *next, *prev;
-    struct MHD_Connection *conn;
-    enum conn_phase phase;
-    int64_t deadline; /* mono ms; 0 = none */
-    int shut;
-} conn_track;
-
-struct wh_gateway {
-    wh_gateway_opts opts;
-    char host[64];
-    char node[64];
-    struct MHD_Daemon *mhd;
-    wh_instances *instances;
-    wh_store *store;
-    wh_pub *pub;
-    wh_sub *sub;
-    pthread_t resp_thread;
-    int resp_started;
-    pthread_mutex_t lock;
-    wh_request *pending;
-    unsigned npending;
-    json_t *seen;       /* dedupe cache: key → answer object, or null while in progress */
-    char **seen_ring; /* keys in arrival order, to bound the cache (SEEN_CACHE_MAX) */
-    size_t seen_head, seen_n;
-    json_t *late;       /* request id → {instance, event, until}: answers that may come late */
-    wh_api *api;        /* the replies API, or NULL when not configured */
-    pthread_mutex_t conn_lock;
-    conn_track *conns;
-    wh_request *pollers; /* long polls waiting for a reply under their key */
-    atomic_int async_webhooks;
-    atomic_int live;
-    atomic_int stopping;
-    int64_t started;
-};
-
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-    wh_gateway *gw = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        conn_track *t = calloc(1, sizeof *t);
-        if (!t) {
-            return;
-        }
-        t->conn = conn;
-        t->phase = PH_WAITING_HEADERS;
-        t->deadline = wh_mono_ms() + (int64_t)gw->opts.timeout_s * 1000;
-        pthread_mutex_lock(&gw->conn_lock);
-        t->next = gw->conns;
-        if (gw->conns) {
-            gw->conns->prev = t;
-        }
-        gw->conns = t;
-        pthread_mutex_unlock(&gw->conn_lock);
-        *socket_context = t;
-    } else if (*socket_context) {
-        conn_track *t = *socket_context;
-        pthread_mutex_lock(&gw->conn_lock);
-        if (t->prev) {
-            t->prev->next = t->next;
-        } else {
-            gw->conns = t->next;
-        }
-        if (t->next) {
-            t->next->prev = t->prev;
-        }
-        pthread_mutex_unlock(&gw->conn_lock);
-        free(t);
-        *socket_context = NULL;
-    }
-}
-
-static void set_phase(wh_gateway *gw, struct MHD_Connection *conn, enum conn_phase phase,
-                      int64_t deadline)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    conn_track *t = ci ? ci->socket_context : NULL;
-    if (t) {
-        pthread_mutex_lock(&gw->conn_lock);
-        t->phase = phase;
-        t->deadline = deadline;
-        pthread_mutex_unlock(&gw->conn_lock);
-    }
-}
-
-/* Drop connections past their deadline: shutdown() makes MHD see the end of the stream. */
-static void enforce_deadlines(wh_gateway *gw, int64_t now)
-{
-    pthread_mutex_lock(&gw->conn_lock);
-    for (conn_track *t = gw->conns; t; t = t->next) {
-        if (t->shut || !t->deadline || t->deadline > now || t->phase == PH_PROCESSING) {
-            continue;
-        }
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(t->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci) {
-            shutdown(ci->connect_fd, SHUT_RDWR);
-            t->shut = 1;
-            wh_debug("gateway", "dropped a connection too slow to send its %s",
-                     t->phase == PH_BODY ? "body" : "request");
-        }
-    }
-    pthread_mutex_unlock(&gw->conn_lock);
-}
-
-/* Count a header's occurrences (request smuggling hides in repeats). */
-typedef struct hcount {
-    const char *name;
-    int n;
-} hcount;
-
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value)
-{
-    hcount *c = cls;
-    if (strcasecmp(key, c->name) == 0) {
-        c->n++;
-    }
-    return MHD_YES;
-}
 
 /* ------------------------------------------------------------------ */
 /* replies                                                              */
@@ -235,8 +48,8 @@ static void reply_reset(struct wh_reply *r)
     r->ctype[0] = '\0';
 }
 
-static void reply_set(struct wh_reply *r, int status, const char *ctype, const char *body,
-                      size_t len)
+void wh_gw_reply_set(struct wh_reply *r, int status, const char *ctype, const char *body,
+                     size_t len)
 {
     wh_buf_free(&r->body);
     r->status = status;
@@ -254,7 +67,7 @@ static void ascii_only(char *s)
     }
 }
 
-static void reply_error(struct wh_reply *r, int status, const char *error, const char *detail)
+void wh_gw_reply_error(struct wh_reply *r, int status, const char *error, const char *detail)
 {
     json_t *j = json_pack("{s:s, s:s}", "error", error ? error : "error", "detail",
                           detail ? detail : "");
@@ -269,13 +82,13 @@ static void reply_error(struct wh_reply *r, int status, const char *error, const
         free(d);
     }
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    reply_set(r, status, CTYPE_JSON, text ? text : "{\"error\":\"internal\"}",
-              text ? strlen(text) : 20);
+    wh_gw_reply_set(r, status, CTYPE_JSON, text ? text : "{\"error\":\"internal\"}",
+                    text ? strlen(text) : 20);
     free(text);
     json_decref(j);
 }
 
-static enum MHD_Result queue_reply(struct MHD_Connection *conn, const struct wh_reply *r)
+enum MHD_Result wh_gw_queue_reply(struct MHD_Connection *conn, const struct wh_reply *r)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         r->body.len, r->body.data ? r->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
@@ -295,19 +108,18 @@ static enum MHD_Result queue_reply(struct MHD_Connection *conn, const struct wh_
     return ret;
 }
 
-static enum MHD_Result queue_error(struct MHD_Connection *conn, int status, const char *error,
-                                   const char *detail, const char *allow)
+enum MHD_Result wh_gw_queue_error(struct MHD_Connection *conn, int status, const char *error,
+                                  const char *detail, const char *allow)
 {
     struct wh_reply r = {0};
-    reply_error(&r, status, error, detail);
+    wh_gw_reply_error(&r, status, error, detail);
     if (allow) {
         r.headers = json_pack("[[s,s]]", "Allow", allow);
     }
-    enum MHD_Result ret = queue_reply(conn, &r);
+    enum MHD_Result ret = wh_gw_queue_reply(conn, &r);
     reply_reset(&r);
     return ret;
 }
-
 /* ------------------------------------------------------------------ */
 /* request life                                                        */
 
@@ -347,7 +159,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     wh_request *r = *con_cls;
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         /* a kept-alive connection has `timeout` to send its whole next request */
-        set_phase(gw, conn, PH_WAITING_HEADERS, wh_mono_ms() + (int64_t)gw->opts.timeout_s * 1000);
+        wh_gw_set_phase(gw, conn, PH_WAITING_HEADERS,
+                        wh_mono_ms() + (int64_t)gw->opts.timeout_s * 1000);
     }
     if (r) {
         if (r->dedupe_key && r->state != ST_DONE) {
@@ -358,7 +171,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 json_object_del(gw->seen, r->dedupe_key);
             }
             struct wh_reply retry = {0};
-            reply_error(&retry, 503, "retry", "the first delivery of this id was not answered");
+            wh_gw_reply_error(&retry, 503, "retry",
+                              "the first delivery of this id was not answered");
             release_repeats(gw, r->dedupe_key, &retry);
             reply_reset(&retry);
             pthread_mutex_unlock(&gw->lock);
@@ -378,17 +192,17 @@ static void build_answer(wh_request *r, const json_t *response)
         int rc = d->respond(r->inst->state, r->event, response, &r->reply);
         if (rc != WH_OK || r->reply.status == 0) {
             wh_error(r->inst->name, "respond() failed: %s", wh_strerror(rc));
-            reply_error(&r->reply, 500, "connector_error", "the connector could not answer");
+            wh_gw_reply_error(&r->reply, 500, "connector_error", "the connector could not answer");
         }
         return;
     }
     char *text = json_dumps(response ? response : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "null", text ? strlen(text) : 4);
+    wh_gw_reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "null", text ? strlen(text) : 4);
     free(text);
 }
 
 /* Mark ready and hand back to MHD. Caller holds gw->lock. */
-static void resume_ready(wh_request *r)
+void wh_gw_resume_ready(wh_request *r)
 {
     r->state = ST_READY;
     if (r->suspended) {
@@ -413,7 +227,7 @@ static void pending_remove(wh_gateway *gw, wh_request *r)
 /* how long a repeat waits for the first delivery's answer (Alexa waits 8 s) */
 #define DUP_WAIT_MS 10000
 
-static void seen_remember(wh_gateway *gw, const char *key, json_t *answer)
+void wh_gw_seen_remember(wh_gateway *gw, const char *key, json_t *answer)
 {
     if (!json_object_get(gw->seen, key)) {
         char *copy = strdup(key);
@@ -449,8 +263,9 @@ static void release_repeats(wh_gateway *gw, const char *key, const struct wh_rep
         *pp = w->next;
         w->next = NULL;
         gw->npending--;
-        reply_set(&w->reply, answer->status, answer->ctype, answer->body.data, answer->body.len);
-        resume_ready(w);
+        wh_gw_reply_set(&w->reply, answer->status, answer->ctype, answer->body.data,
+                        answer->body.len);
+        wh_gw_resume_ready(w);
     }
 }
 
@@ -492,12 +307,12 @@ static enum MHD_Result finish(wh_request *r)
                     json_decref(batch);
                 }
             }
-            seen_remember(gw, r->dedupe_key, answer);
+            wh_gw_seen_remember(gw, r->dedupe_key, answer);
         }
         release_repeats(gw, r->dedupe_key, &r->reply);
         pthread_mutex_unlock(&gw->lock);
     }
-    return queue_reply(r->conn, &r->reply);
+    return wh_gw_queue_reply(r->conn, &r->reply);
 }
 
 /*
@@ -533,13 +348,13 @@ static void publish_and_answer(wh_request *r)
         return;
     }
     if (wh->answered) {
-        reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
-                  wh->answer_body.len);
+        wh_gw_reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
+                        wh->answer_body.len);
     } else {
         wh_buf ok = {0};
         wh_buf_printf(&ok, "{\"ok\":true,\"events\":%s}", r->ids ? r->ids : "[]");
-        reply_set(&r->reply, 200, CTYPE_JSON, ok.data ? ok.data : "{\"ok\":true}",
-                  ok.data ? ok.len : 11);
+        wh_gw_reply_set(&r->reply, 200, CTYPE_JSON, ok.data ? ok.data : "{\"ok\":true}",
+                        ok.data ? ok.len : 11);
         wh_buf_free(&ok);
     }
     r->state = ST_READY;
@@ -558,13 +373,13 @@ static void journaled(void *ud, int rc)
     pthread_mutex_lock(&gw->lock);
     if (rc != WH_OK) {
         wh_error("gateway", "cannot journal the event: %s", wh_strerror(rc));
-        reply_error(&r->reply, 503, "store_unavailable", "cannot store the event; retry");
+        wh_gw_reply_error(&r->reply, 503, "store_unavailable", "cannot store the event; retry");
         r->state = ST_READY;
     } else {
         publish_and_answer(r);
     }
     if (r->state == ST_READY) {
-        resume_ready(r);
+        wh_gw_resume_ready(r);
     }
     pthread_mutex_unlock(&gw->lock);
 }
@@ -582,12 +397,12 @@ static int prepare_events(wh_request *r)
     if (wh->reject_status) {
         wh_info("gateway", "refused status=%d error=%s instance=%s remote=%s", wh->reject_status,
                 wh->reject_error, r->inst->name, r->remote);
-        reply_error(&r->reply, wh->reject_status, wh->reject_error, wh->reject_detail);
+        wh_gw_reply_error(&r->reply, wh->reject_status, wh->reject_error, wh->reject_detail);
         r->state = ST_READY;
         return 0;
     }
     if (atomic_load(&gw->stopping)) {
-        reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
+        wh_gw_reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
         r->state = ST_READY;
         return 0;
     }
@@ -596,8 +411,8 @@ static int prepare_events(wh_request *r)
     }
     if (wh->duplicate) {
         /* answered as the first delivery was; nothing is published again */
-        reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
-                  wh->answer_body.len);
+        wh_gw_reply_set(&r->reply, wh->answer_status, wh->answer_ctype, wh->answer_body.data,
+                        wh->answer_body.len);
         r->state = ST_READY;
         return 0;
     }
@@ -622,7 +437,7 @@ static int prepare_events(wh_request *r)
         if (!text || wh_topic_in(topic, sizeof topic, r->inst->name, kind) != 0) {
             free(text);
             wh_buf_free(&ids);
-            reply_error(&r->reply, 500, "internal", "cannot build the event");
+            wh_gw_reply_error(&r->reply, 500, "internal", "cannot build the event");
             r->state = ST_READY;
             return 0;
         }
@@ -660,7 +475,7 @@ static void submit_events(wh_request *r)
 {
     wh_gateway *gw = r->gw;
     if (atomic_load(&gw->stopping)) {
-        reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
+        wh_gw_reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
         r->state = ST_READY;
         return;
     }
@@ -668,13 +483,14 @@ static void submit_events(wh_request *r)
         const json_t *answer = json_object_get(gw->seen, r->dup_of);
         if (json_is_object(answer)) {
             /* the first delivery was answered meanwhile */
-            reply_set(&r->reply, (int)json_integer_value(json_object_get(answer, "status")),
-                      json_string_value(json_object_get(answer, "ctype")),
-                      json_string_value(json_object_get(answer, "body")),
-                      json_string_length(json_object_get(answer, "body")));
+            wh_gw_reply_set(&r->reply, (int)json_integer_value(json_object_get(answer, "status")),
+                            json_string_value(json_object_get(answer, "ctype")),
+                            json_string_value(json_object_get(answer, "body")),
+                            json_string_length(json_object_get(answer, "body")));
             r->state = ST_READY;
         } else if (!answer) {
-            reply_error(&r->reply, 503, "retry", "the first delivery of this id failed; retry");
+            wh_gw_reply_error(&r->reply, 503, "retry",
+                              "the first delivery of this id failed; retry");
             r->state = ST_READY;
         } else {
             /* still in progress: wait for its answer, as long as a caller would */
@@ -689,8 +505,8 @@ static void submit_events(wh_request *r)
     if (gw->store && json_array_size(r->journal) > 0) {
         r->state = ST_JOURNAL;
         if (wh_store_write(gw->store, journal, journaled, r) != WH_OK) {
-            reply_error(&r->reply, 503, "store_unavailable",
-                        "too many events waiting to be stored; retry shortly");
+            wh_gw_reply_error(&r->reply, 503, "store_unavailable",
+                              "too many events waiting to be stored; retry shortly");
             r->state = ST_READY;
         }
         return;
@@ -699,13 +515,12 @@ static void submit_events(wh_request *r)
 }
 
 /* prepare_events() then submit_events(); caller holds gw->lock. */
-static void after_webhook(wh_request *r)
+void wh_gw_after_webhook(wh_request *r)
 {
     if (prepare_events(r)) {
         submit_events(r);
     }
 }
-
 /* ------------------------------------------------------------------ */
 /* routing                                                              */
 
@@ -721,16 +536,16 @@ static enum MHD_Result healthz(wh_gateway *gw, struct MHD_Connection *conn)
                           (json_int_t)pending);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     struct wh_reply r = {0};
-    reply_set(&r, atomic_load(&gw->stopping) ? 503 : 200, CTYPE_JSON, text ? text : "{}",
-              text ? strlen(text) : 2);
-    enum MHD_Result ret = queue_reply(conn, &r);
+    wh_gw_reply_set(&r, atomic_load(&gw->stopping) ? 503 : 200, CTYPE_JSON, text ? text : "{}",
+                    text ? strlen(text) : 2);
+    enum MHD_Result ret = wh_gw_queue_reply(conn, &r);
     reply_reset(&r);
     free(text);
     json_decref(j);
     return ret;
 }
 
-static void note_remote(wh_request *r)
+void wh_gw_note_remote(wh_request *r)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -747,135 +562,44 @@ static void note_remote(wh_request *r)
                   sizeof r->remote);
     }
 }
+/* Count a header's occurrences (request smuggling hides in repeats). */
+typedef struct hcount {
+    const char *name;
+    int n;
+} hcount;
 
-/* ------------------------------------------------------------------ */
-/* the replies API: GET /v1/replies/<key>                               */
-
-static int truthy(const char *v)
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
 {
-    return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "yes") == 0);
+    hcount *c = cls;
+    if (strcasecmp(key, c->name) == 0) {
+        c->n++;
+    }
+    return MHD_YES;
 }
-
-static void replies_answer(wh_gateway *gw, wh_request *r, const char *key)
-{
-    size_t n = 0;
-    json_t *body = wh_api_replies(gw->api, key, r->poll_unread, r->poll_peek, r->poll_since, &n);
-    if (!body) {
-        reply_error(&r->reply, 503, "store_unavailable", "cannot read the replies; retry");
-        return;
-    }
-    char *text = json_dumps(body, JSON_COMPACT);
-    reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "{}", text ? strlen(text) : 2);
-    free(text);
-    json_decref(body);
-}
-
-static enum MHD_Result replies_route(wh_gateway *gw, wh_request *r, const char *key,
-                                     const char *method)
-{
-    struct MHD_Connection *conn = r->conn;
-    if (!gw->api) {
-        return queue_error(conn, 404, "not_found",
-                           "the replies API is off (configure api.tokens to turn it on)", NULL);
-    }
-    if (strcmp(method, "GET") != 0) {
-        return queue_error(conn, 405, "method_not_allowed", "the replies API answers GET", "GET");
-    }
-    if (!*key) {
-        return queue_error(conn, 404, "not_found", "GET /v1/replies/<key>", NULL);
-    }
-    int auth = wh_api_auth(gw->api,
-                           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
-    if (auth == 401) {
-        note_remote(r);
-        wh_info("gateway", "refused status=401 error=unauthorized route=replies remote=%s",
-                r->remote);
-        return queue_error(conn, 401, "unauthorized", "a valid bearer token is required", NULL);
-    }
-    if (auth == 403) {
-        return queue_error(conn, 403, "forbidden", "this token may not read that key", NULL);
-    }
-    r->poll_unread = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "unread"));
-    r->poll_peek = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "peek"));
-    const char *since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
-    const char *wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait");
-    long wait_s = 0;
-    if (wait) {
-        char *end;
-        wait_s = strtol(wait, &end, 10);
-        if (end == wait || *end || wait_s < 0) {
-            return queue_error(conn, 400, "bad_wait", "wait must be whole seconds (at most 60)",
-                               NULL);
-        }
-        wait_s = wait_s > 60 ? 60 : wait_s;
-    }
-    r->poll_since = since ? strdup(since) : NULL;
-    r->poll_key = strdup(key);
-    if (!r->poll_key || (since && !r->poll_since)) {
-        return MHD_NO;
-    }
-    pthread_mutex_lock(&gw->lock);
-    size_t n = 0;
-    json_t *peek = wait_s > 0 ? wh_api_replies(gw->api, key, r->poll_unread, 1, r->poll_since, &n)
-                              : NULL;
-    json_decref(peek);
-    if (wait_s > 0 && n == 0 && !atomic_load(&gw->stopping)) {
-        /* nothing yet: hold the request (no thread) until a reply lands or the wait ends */
-        r->deadline = wh_mono_ms() + wait_s * 1000;
-        r->state = ST_WAITING;
-        r->next = gw->pollers;
-        gw->pollers = r;
-        r->suspended = 1;
-        MHD_suspend_connection(conn);
-        pthread_mutex_unlock(&gw->lock);
-        return MHD_YES;
-    }
-    pthread_mutex_unlock(&gw->lock);
-    replies_answer(gw, r, key);
-    r->state = ST_DONE;
-    return queue_reply(conn, &r->reply);
-}
-
-/* A reply was stored under `key` (or the wait ended): answer those polls. Holds gw->lock. */
-static void wake_pollers(wh_gateway *gw, const char *key, int64_t now)
-{
-    wh_request **pp = &gw->pollers;
-    while (*pp) {
-        wh_request *r = *pp;
-        int due = r->deadline <= now || atomic_load(&gw->stopping);
-        if (due || (key && strcmp(r->poll_key, key) == 0)) {
-            *pp = r->next;
-            r->next = NULL;
-            replies_answer(gw, r, r->poll_key);
-            resume_ready(r);
-            continue;
-        }
-        pp = &r->next;
-    }
-}
-
 static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, const char *method)
 {
     struct MHD_Connection *conn = r->conn;
     if (strcmp(url, "/healthz") == 0) {
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-            return queue_error(conn, 405, "method_not_allowed", "/healthz answers GET", "GET, HEAD");
+            return wh_gw_queue_error(conn, 405, "method_not_allowed", "/healthz answers GET",
+                                     "GET, HEAD");
         }
         return healthz(gw, conn);
     }
     if (strncmp(url, "/v1/replies/", 12) == 0) {
-        return replies_route(gw, r, url + 12, method);
+        return wh_gw_replies_route(gw, r, url + 12, method);
     }
     if (strncmp(url, "/hooks/", 7) != 0) {
-        return queue_error(conn, 404, "not_found", "no such route; webhooks go to /hooks/<instance>",
-                           NULL);
+        return wh_gw_queue_error(conn, 404, "not_found",
+                                 "no such route; webhooks go to /hooks/<instance>", NULL);
     }
     const char *name = url + 7;
     const char *slash = strchr(name, '/');
     size_t nlen = slash ? (size_t)(slash - name) : strlen(name);
     char iname[80];
     if (nlen == 0 || nlen >= sizeof iname) {
-        return queue_error(conn, 404, "not_found", "no such instance", NULL);
+        return wh_gw_queue_error(conn, 404, "not_found", "no such instance", NULL);
     }
     memcpy(iname, name, nlen);
     iname[nlen] = '\0';
@@ -883,22 +607,23 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
     if (!r->inst || !r->inst->plugin->desc.webhook) {
         char detail[160];
         snprintf(detail, sizeof detail, "no instance '%s' that takes webhooks", iname);
-        return queue_error(conn, 404, "not_found", detail, NULL);
+        return wh_gw_queue_error(conn, 404, "not_found", detail, NULL);
     }
     if (strcmp(method, "POST") != 0) {
-        return queue_error(conn, 405, "method_not_allowed", "webhooks are POSTed", "POST");
+        return wh_gw_queue_error(conn, 405, "method_not_allowed", "webhooks are POSTed", "POST");
     }
     if (atomic_load(&gw->stopping)) {
-        return queue_error(conn, 503, "shutting_down", "wirehub is stopping; retry shortly", NULL);
+        return wh_gw_queue_error(conn, 503, "shutting_down", "wirehub is stopping; retry shortly",
+                                 NULL);
     }
     /* one unambiguous framing, or nothing: a proxy in front may read it another way */
     hcount ncl = {"Content-Length", 0}, nte = {"Transfer-Encoding", 0};
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &ncl);
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &nte);
     if (ncl.n > 1 || nte.n > 1 || (ncl.n && nte.n)) {
-        return queue_error(conn, 400, "bad_framing",
-                           "Content-Length and Transfer-Encoding must not be combined or repeated",
-                           NULL);
+        return wh_gw_queue_error(
+            conn, 400, "bad_framing",
+            "Content-Length and Transfer-Encoding must not be combined or repeated", NULL);
     }
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
@@ -907,7 +632,7 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
         if (n > gw->opts.max_body) {
             char detail[96];
             snprintf(detail, sizeof detail, "body over the %zu-byte limit", gw->opts.max_body);
-            return queue_error(conn, 413, "payload_too_large", detail, NULL);
+            return wh_gw_queue_error(conn, 413, "payload_too_large", detail, NULL);
         }
     }
     snprintf(r->method, sizeof r->method, "%s", method);
@@ -921,14 +646,14 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
         k--;
     }
     r->ctype[k] = '\0';
-    note_remote(r);
+    wh_gw_note_remote(r);
     r->state = ST_BODY;
     return r->path ? MHD_YES : MHD_NO;
 }
 
 static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
 {
-    set_phase(gw, r->conn, PH_PROCESSING, 0);
+    wh_gw_set_phase(gw, r->conn, PH_PROCESSING, 0);
     r->wh.req = r;
     r->wh.events = json_array();
     const wh_connector *d = &r->inst->plugin->desc;
@@ -948,7 +673,8 @@ static enum MHD_Result dispatch(wh_gateway *gw, wh_request *r)
     }
     if (rc < 0) {
         wh_error(r->inst->name, "webhook() failed: %s", wh_strerror(rc));
-        reply_error(&r->reply, 500, "connector_error", "the connector failed on this request");
+        wh_gw_reply_error(&r->reply, 500, "connector_error",
+                          "the connector failed on this request");
         return finish(r);
     }
     int go = prepare_events(r);
@@ -984,7 +710,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         atomic_fetch_add(&gw->live, 1);
         /* headers are in; the body gets a deadline of its own */
-        set_phase(gw, conn, PH_BODY, r->started + 3 * (int64_t)gw->opts.timeout_s * 1000);
+        wh_gw_set_phase(gw, conn, PH_BODY, r->started + 3 * (int64_t)gw->opts.timeout_s * 1000);
         return route(gw, r, url, method);
     }
     switch (r->state) {
@@ -1004,7 +730,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->state = ST_DONE;
             char detail[96];
             snprintf(detail, sizeof detail, "body over the %zu-byte limit", gw->opts.max_body);
-            return queue_error(conn, 413, "payload_too_large", detail, NULL);
+            return wh_gw_queue_error(conn, 413, "payload_too_large", detail, NULL);
         }
         if (!r->body.data) {
             wh_buf_append(&r->body, "", 0);
@@ -1017,7 +743,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 }
-
 /* ------------------------------------------------------------------ */
 /* the answer thread                                                    */
 
@@ -1064,7 +789,7 @@ static void answer_from_bus(wh_gateway *gw, const char *topic, const char *raw, 
             response = r->wh.fallback;
         }
         build_answer(r, response);
-        resume_ready(r);
+        wh_gw_resume_ready(r);
     }
     pthread_mutex_unlock(&gw->lock);
     json_decref(msg);
@@ -1082,9 +807,9 @@ static int64_t expire_pending(wh_gateway *gw)
             r->next = NULL;
             gw->npending--;
             if (r->dup_of) {
-                reply_error(&r->reply, 503, "duplicate_in_progress",
-                            "the first delivery of this id is still being handled; retry");
-                resume_ready(r);
+                wh_gw_reply_error(&r->reply, 503, "duplicate_in_progress",
+                                  "the first delivery of this id is still being handled; retry");
+                wh_gw_resume_ready(r);
                 continue;
             }
             wh_info(r->inst->name,
@@ -1098,7 +823,7 @@ static int64_t expire_pending(wh_gateway *gw)
                                               (json_int_t)(now + LATE_KEEP_MS)));
             }
             build_answer(r, r->wh.fallback);
-            resume_ready(r);
+            wh_gw_resume_ready(r);
             continue;
         }
         if (r->deadline < next) {
@@ -1109,7 +834,7 @@ static int64_t expire_pending(wh_gateway *gw)
     const char *id;
     json_t *entry;
     void *tmp;
-    wake_pollers(gw, NULL, now);
+    wh_gw_wake_pollers(gw, NULL, now);
     json_object_foreach_safe(gw->late, tmp, id, entry)
     {
         if (json_integer_value(json_object_get(entry, "until")) <= now ||
@@ -1126,7 +851,7 @@ static void *resp_main(void *arg)
     wh_gateway *gw = arg;
     while (!atomic_load(&gw->stopping)) {
         int64_t wait = expire_pending(gw);
-        enforce_deadlines(gw, wh_mono_ms());
+        wh_gw_enforce_deadlines(gw, wh_mono_ms());
         /* new waiters may have earlier deadlines than the one we sleep for */
         if (wait > 50) {
             wait = 50;
@@ -1140,7 +865,7 @@ static void *resp_main(void *arg)
         if (got == 1) {
             if (strncmp(topic, "reply/", 6) == 0) {
                 pthread_mutex_lock(&gw->lock);
-                wake_pollers(gw, topic + 6, wh_mono_ms());
+                wh_gw_wake_pollers(gw, topic + 6, wh_mono_ms());
                 pthread_mutex_unlock(&gw->lock);
             } else {
                 answer_from_bus(gw, topic, raw, len);
@@ -1151,7 +876,6 @@ static void *resp_main(void *arg)
     }
     return NULL;
 }
-
 /* ------------------------------------------------------------------ */
 /* life                                                                 */
 
@@ -1238,12 +962,12 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
     }
     gw->mhd = MHD_start_daemon(
         flags, (uint16_t)opts->port, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, gw, MHD_OPTION_NOTIFY_CONNECTION, on_connection, gw,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->opts.timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)gw->opts.max_connections,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)(gw->opts.threads > 1 ? gw->opts.threads : 0), MHD_OPTION_END);
+        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        gw, MHD_OPTION_NOTIFY_CONNECTION, wh_gw_on_connection, gw, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)gw->opts.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)gw->opts.max_connections, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(gw->opts.threads > 1 ? gw->opts.threads : 0),
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!gw->mhd) {
         snprintf(err, errsize, "cannot listen on %s:%d (in use, or not allowed)", gw->host,
@@ -1283,12 +1007,12 @@ void wh_gateway_destroy(wh_gateway **pgw)
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&gw->lock);
-    wake_pollers(gw, NULL, INT64_MAX);
+    wh_gw_wake_pollers(gw, NULL, INT64_MAX);
     while (gw->pending) {
         wh_request *r = gw->pending;
         pending_remove(gw, r);
-        reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
-        resume_ready(r);
+        wh_gw_reply_error(&r->reply, 503, "shutting_down", "wirehub is stopping; retry shortly");
+        wh_gw_resume_ready(r);
     }
     pthread_mutex_unlock(&gw->lock);
     if (gw->mhd) {
@@ -1312,283 +1036,4 @@ void wh_gateway_destroy(wh_gateway **pgw)
     pthread_mutex_destroy(&gw->lock);
     free(gw);
     *pgw = NULL;
-}
-
-/* ------------------------------------------------------------------ */
-/* SDK accessors                                                        */
-
-const char *wh_req_method(const wh_request *r)
-{
-    return r->method;
-}
-
-const char *wh_req_path(const wh_request *r)
-{
-    return r->path ? r->path : "";
-}
-
-const char *wh_req_header(const wh_request *r, const char *name)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-}
-
-const char *wh_req_query(const wh_request *r, const char *name)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
-}
-
-const char *wh_req_body(const wh_request *r, size_t *len)
-{
-    if (len) {
-        *len = r->body.len;
-    }
-    return r->body.data ? r->body.data : "";
-}
-
-const char *wh_req_content_type(const wh_request *r)
-{
-    return r->ctype;
-}
-
-static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      const char *value)
-{
-    json_t *obj = cls;
-    char name[128];
-    size_t i = 0;
-    for (; key[i] && i + 1 < sizeof name; i++) {
-        name[i] = (char)tolower((unsigned char)key[i]);
-    }
-    name[i] = '\0';
-    json_t *v = json_string(value ? value : "");
-    if (v) { /* a header that is not UTF-8 is left out */
-        json_object_set_new(obj, name, v);
-    }
-    return MHD_YES;
-}
-
-const json_t *wh_req_headers(const wh_request *r)
-{
-    wh_request *m = (wh_request *)r; /* filled once, on first use, by the one thread using it */
-    if (!m->headers) {
-        m->headers = json_object();
-        if (m->headers) {
-            MHD_get_connection_values(m->conn, MHD_HEADER_KIND, collect_header, m->headers);
-        }
-    }
-    return m->headers;
-}
-
-static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
-{
-    json_t *v = json_string(value ? value : "");
-    if (v) { /* an argument that is not UTF-8 is left out */
-        json_object_set_new(cls, key, v);
-    }
-    return MHD_YES;
-}
-
-const json_t *wh_req_queries(const wh_request *r)
-{
-    wh_request *m = (wh_request *)r; /* filled once, on first use, like the headers */
-    if (!m->queries) {
-        m->queries = json_object();
-        if (m->queries) {
-            MHD_get_connection_values(m->conn, MHD_GET_ARGUMENT_KIND, collect_query, m->queries);
-        }
-    }
-    return m->queries;
-}
-
-const char *wh_req_remote(const wh_request *r)
-{
-    return r->remote;
-}
-
-int wh_wh_emit(wh_webhook *wh, const char *kind, json_t *data)
-{
-    if (!wh_name_ok(kind)) {
-        return WH_ERR_INVALID;
-    }
-    json_t *ev = json_pack("{s:s, s:O}", "kind", kind, "data", data ? data : json_null());
-    if (!ev || json_array_append_new(wh->events, ev) != 0) {
-        return WH_ERR_NOMEM;
-    }
-    json_decref(data);
-    return WH_OK;
-}
-
-int wh_wh_reject(wh_webhook *wh, int status, const char *error, const char *detail)
-{
-    if (status < 400 || status > 599) {
-        return WH_ERR_INVALID;
-    }
-    free(wh->reject_error);
-    free(wh->reject_detail);
-    wh->reject_status = status;
-    wh->reject_error = strdup(error ? error : "error");
-    wh->reject_detail = strdup(detail ? detail : "");
-    return wh->reject_error && wh->reject_detail ? WH_OK : WH_ERR_NOMEM;
-}
-
-int wh_wh_answer(wh_webhook *wh, int status, const char *ctype, const char *body, size_t len)
-{
-    if (status < 100 || status > 599) {
-        return WH_ERR_INVALID;
-    }
-    wh->answered = 1;
-    wh->answer_status = status;
-    snprintf(wh->answer_ctype, sizeof wh->answer_ctype, "%s", ctype ? ctype : "text/plain");
-    wh_buf_free(&wh->answer_body);
-    return wh_buf_append(&wh->answer_body, body ? body : "", body ? len : 0);
-}
-
-int wh_wh_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
-{
-    wh_gateway *gw = wh->req->gw;
-    pthread_mutex_lock(&gw->lock);
-    int full = gw->npending >= gw->opts.max_pending;
-    pthread_mutex_unlock(&gw->lock);
-    if (full) {
-        return wh_wh_reject(wh, 429, "too_many_waiting",
-                            "too many requests are waiting for answers; retry shortly");
-    }
-    json_decref(wh->fallback);
-    wh->fallback = fallback ? json_deep_copy(fallback) : json_object();
-    wh->wait = 1;
-    wh->deadline_ms = deadline_ms;
-    return wh->fallback ? WH_OK : WH_ERR_NOMEM;
-}
-
-typedef struct seen_q {
-    const char *source, *id;
-    json_t *rows;
-} seen_q;
-
-static int read_seen(sqlite3 *db, void *ud)
-{
-    seen_q *q = ud;
-    return wh_sql_query(db, "SELECT answer FROM seen WHERE source = ?1 AND id = ?2",
-                        json_pack("[s, s]", q->source, q->id), &q->rows);
-}
-
-/* A repeat is answered as its first delivery was (`answer`, from the cache or
-   the state file). */
-static void answer_duplicate(struct wh_webhook *wh, const json_t *answer)
-{
-    wh->duplicate = 1;
-    if (json_is_object(answer)) {
-        wh_wh_answer(wh, (int)json_integer_value(json_object_get(answer, "status")),
-                     json_string_value(json_object_get(answer, "ctype")),
-                     json_string_value(json_object_get(answer, "body")),
-                     json_string_length(json_object_get(answer, "body")));
-    } else {
-        static const char no_answer[] = "{\"ok\":true,\"duplicate\":true}";
-        wh_wh_answer(wh, 200, CTYPE_JSON, no_answer, sizeof no_answer - 1);
-    }
-}
-
-/* A repeat found in the cache: answered now, or (first delivery still in
-   progress) made to wait for that answer. Takes key's text. Caller holds gw->lock. */
-static void repeat_of(struct wh_webhook *wh, const json_t *cached, wh_buf *key)
-{
-    if (json_is_object(cached)) {
-        answer_duplicate(wh, cached);
-        wh_buf_free(key);
-        return;
-    }
-    wh->duplicate = 1;
-    wh->req->dup_of = key->data;
-    key->data = NULL;
-    wh_buf_free(key);
-}
-
-int wh_wh_dedupe(wh_webhook *wh, const char *id)
-{
-    wh_request *r = wh->req;
-    wh_gateway *gw = r->gw;
-    if (!id || !*id || r->dedupe_key) {
-        return WH_ERR_INVALID;
-    }
-    wh_buf key = {0};
-    wh_buf_printf(&key, "%s\n%s", r->inst->name, id);
-    if (!key.data) {
-        return WH_ERR_NOMEM;
-    }
-    pthread_mutex_lock(&gw->lock);
-    json_t *cached = json_object_get(gw->seen, key.data);
-    if (cached) {
-        repeat_of(wh, cached, &key);
-        pthread_mutex_unlock(&gw->lock);
-        return 1;
-    }
-    pthread_mutex_unlock(&gw->lock);
-    /* not in memory: the state file remembers across restarts */
-    seen_q q = {r->inst->name, id, NULL};
-    if (gw->store && wh_store_read(gw->store, read_seen, &q) == WH_OK &&
-        json_array_size(q.rows) > 0) {
-        json_t *answer = json_loads(
-            json_string_value(json_object_get(json_array_get(q.rows, 0), "answer")), 0, NULL);
-        answer_duplicate(wh, answer);
-        json_decref(answer);
-        json_decref(q.rows);
-        wh_buf_free(&key);
-        return 1;
-    }
-    json_decref(q.rows);
-    pthread_mutex_lock(&gw->lock);
-    cached = json_object_get(gw->seen, key.data);
-    if (cached) {
-        /* the same id arrived on another thread while we read the state file */
-        repeat_of(wh, cached, &key);
-        pthread_mutex_unlock(&gw->lock);
-        return 1;
-    }
-    seen_remember(gw, key.data, NULL); /* in progress */
-    pthread_mutex_unlock(&gw->lock);
-    r->dedupe_key = key.data;
-    r->dedupe_id = strdup(id);
-    return r->dedupe_id ? 0 : WH_ERR_NOMEM;
-}
-
-void wh_wh_done(wh_webhook *wh)
-{
-    wh_request *r = wh->req;
-    wh_gateway *gw = r->gw;
-    pthread_mutex_lock(&gw->lock);
-    if (!r->suspended) {
-        r->done_early = 1; /* dispatch() has not suspended yet; it continues itself */
-        pthread_mutex_unlock(&gw->lock);
-        return;
-    }
-    atomic_fetch_sub(&gw->async_webhooks, 1);
-    after_webhook(r);
-    if (r->state == ST_READY) {
-        resume_ready(r);
-    }
-    /* ST_JOURNAL, ST_WAITING: stays suspended until stored, answered or the deadline */
-    pthread_mutex_unlock(&gw->lock);
-}
-
-int wh_reply_set(wh_reply *out, int status, const char *ctype, const char *body, size_t len)
-{
-    if (status < 100 || status > 599) {
-        return WH_ERR_INVALID;
-    }
-    reply_set(out, status, ctype, body, len);
-    return WH_OK;
-}
-
-int wh_reply_header(wh_reply *out, const char *name, const char *value)
-{
-    if (!name || !value || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) {
-        return WH_ERR_INVALID;
-    }
-    if (!out->headers) {
-        out->headers = json_array();
-    }
-    return json_array_append_new(out->headers, json_pack("[s,s]", name, value)) == 0
-               ? WH_OK
-               : WH_ERR_NOMEM;
 }

@@ -1,0 +1,129 @@
+/*
+ * gateway_replies.c — the replies API's HTTP side: GET /v1/replies/<key>
+ * (bearer token, unread/peek/since, wait=N) and the long polls held without a
+ * thread until a reply lands under their key or their wait ends. What the
+ * answer holds, the tokens and the marking read are api.c's.
+ *
+ * It must not touch webhooks, the pending list or the dedupe cache; its
+ * requests wait on gw->pollers, under gw->lock.
+ */
+#include "gateway_int.h"
+#include "api.h"
+#include "log.h"
+#include "util.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------------ */
+/* the replies API: GET /v1/replies/<key>                               */
+
+static int truthy(const char *v)
+{
+    return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "yes") == 0);
+}
+
+static void replies_answer(wh_gateway *gw, wh_request *r, const char *key)
+{
+    size_t n = 0;
+    json_t *body = wh_api_replies(gw->api, key, r->poll_unread, r->poll_peek, r->poll_since, &n);
+    if (!body) {
+        wh_gw_reply_error(&r->reply, 503, "store_unavailable", "cannot read the replies; retry");
+        return;
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    wh_gw_reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "{}", text ? strlen(text) : 2);
+    free(text);
+    json_decref(body);
+}
+
+enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *key,
+                                    const char *method)
+{
+    struct MHD_Connection *conn = r->conn;
+    if (!gw->api) {
+        return wh_gw_queue_error(conn, 404, "not_found",
+                                 "the replies API is off (configure api.tokens to turn it on)",
+                                 NULL);
+    }
+    if (strcmp(method, "GET") != 0) {
+        return wh_gw_queue_error(conn, 405, "method_not_allowed", "the replies API answers GET",
+                                 "GET");
+    }
+    if (!*key) {
+        return wh_gw_queue_error(conn, 404, "not_found", "GET /v1/replies/<key>", NULL);
+    }
+    int auth = wh_api_auth(gw->api,
+                           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), key);
+    if (auth == 401) {
+        wh_gw_note_remote(r);
+        wh_info("gateway", "refused status=401 error=unauthorized route=replies remote=%s",
+                r->remote);
+        return wh_gw_queue_error(conn, 401, "unauthorized", "a valid bearer token is required",
+                                 NULL);
+    }
+    if (auth == 403) {
+        return wh_gw_queue_error(conn, 403, "forbidden", "this token may not read that key", NULL);
+    }
+    r->poll_unread = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "unread"));
+    r->poll_peek = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "peek"));
+    const char *since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
+    const char *wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait");
+    long wait_s = 0;
+    if (wait) {
+        char *end;
+        wait_s = strtol(wait, &end, 10);
+        if (end == wait || *end || wait_s < 0) {
+            return wh_gw_queue_error(conn, 400, "bad_wait",
+                                     "wait must be whole seconds (at most 60)", NULL);
+        }
+        wait_s = wait_s > 60 ? 60 : wait_s;
+    }
+    r->poll_since = since ? strdup(since) : NULL;
+    r->poll_key = strdup(key);
+    if (!r->poll_key || (since && !r->poll_since)) {
+        return MHD_NO;
+    }
+    pthread_mutex_lock(&gw->lock);
+    size_t n = 0;
+    json_t *peek = wait_s > 0 ? wh_api_replies(gw->api, key, r->poll_unread, 1, r->poll_since, &n)
+                              : NULL;
+    json_decref(peek);
+    if (wait_s > 0 && n == 0 && !atomic_load(&gw->stopping)) {
+        /* nothing yet: hold the request (no thread) until a reply lands or the wait ends */
+        r->deadline = wh_mono_ms() + wait_s * 1000;
+        r->state = ST_WAITING;
+        r->next = gw->pollers;
+        gw->pollers = r;
+        r->suspended = 1;
+        MHD_suspend_connection(conn);
+        pthread_mutex_unlock(&gw->lock);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&gw->lock);
+    replies_answer(gw, r, key);
+    r->state = ST_DONE;
+    return wh_gw_queue_reply(conn, &r->reply);
+}
+
+/* A reply was stored under `key` (or the wait ended): answer those polls. Holds gw->lock. */
+void wh_gw_wake_pollers(wh_gateway *gw, const char *key, int64_t now)
+{
+    wh_request **pp = &gw->pollers;
+    while (*pp) {
+        wh_request *r = *pp;
+        int due = r->deadline <= now || atomic_load(&gw->stopping);
+        if (due || (key && strcmp(r->poll_key, key) == 0)) {
+            *pp = r->next;
+            r->next = NULL;
+            replies_answer(gw, r, r->poll_key);
+            wh_gw_resume_ready(r);
+            continue;
+        }
+        pp = &r->next;
+    }
+}
