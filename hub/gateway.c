@@ -168,7 +168,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                and repeats waiting for this answer are told to retry */
             pthread_mutex_lock(&gw->lock);
             if (json_is_null(json_object_get(gw->seen, r->dedupe_key))) {
-                json_object_del(gw->seen, r->dedupe_key);
+                wh_gw_seen_forget(gw, r->dedupe_key);
             }
             struct wh_reply retry = {0};
             wh_gw_reply_error(&retry, 503, "retry",
@@ -249,6 +249,15 @@ void wh_gw_seen_remember(wh_gateway *gw, const char *key, json_t *answer)
     json_object_set_new(gw->seen, key, answer ? answer : json_null());
 }
 
+void wh_gw_seen_forget(wh_gateway *gw, const char *key)
+{
+    /* false rather than removed: the key keeps its one ring slot, so evicting
+       that slot later removes the entry once, not a newer one early */
+    if (json_object_get(gw->seen, key)) {
+        json_object_set_new(gw->seen, key, json_false());
+    }
+}
+
 /* The first delivery of `key` has its answer (or failed): repeats that waited
    for it get the same. Caller holds gw->lock. */
 static void release_repeats(wh_gateway *gw, const char *key, const struct wh_reply *answer)
@@ -293,7 +302,7 @@ static enum MHD_Result finish(wh_request *r)
         pthread_mutex_lock(&gw->lock);
         if (r->reply.status >= 500) {
             /* not an answer to repeat: a retry of this id may try again */
-            json_object_del(gw->seen, r->dedupe_key);
+            wh_gw_seen_forget(gw, r->dedupe_key);
         } else {
             json_t *answer = json_pack("{s:i, s:s, s:s#}", "status", r->reply.status, "ctype",
                                        r->reply.ctype, "body",
@@ -386,8 +395,9 @@ static void journaled(void *ud, int rc)
 
 /*
  * After the connector decided: build the envelopes and the rows that journal
- * them. Touches only the request, so it runs without gw->lock (requests on
- * other threads build theirs at the same time). Returns 1 when the request
+ * them. Touches only the request, so dispatch() runs it without gw->lock
+ * (requests on other threads build theirs at the same time); an asynchronous
+ * webhook's wh_wh_done() runs it under the lock it already holds. Returns 1 when the request
  * goes on to submit_events(), 0 when its answer is set (ST_READY).
  */
 static int prepare_events(wh_request *r)
@@ -488,7 +498,7 @@ static void submit_events(wh_request *r)
                             json_string_value(json_object_get(answer, "body")),
                             json_string_length(json_object_get(answer, "body")));
             r->state = ST_READY;
-        } else if (!answer) {
+        } else if (!answer || json_is_false(answer)) {
             wh_gw_reply_error(&r->reply, 503, "retry",
                               "the first delivery of this id failed; retry");
             r->state = ST_READY;
@@ -756,7 +766,7 @@ static void answer_from_bus(wh_gateway *gw, const char *topic, const char *raw, 
     json_t *msg = json_loadb(raw, len, 0, NULL);
     pthread_mutex_lock(&gw->lock);
     wh_request *r = gw->pending;
-    while (r && strcmp(r->reqid, id) != 0) {
+    while (r && (r->dup_of || strcmp(r->reqid, id) != 0)) { /* repeats have no reqid */
         r = r->next;
     }
     if (!r) {

@@ -225,7 +225,7 @@ int wh_wh_dedupe(wh_webhook *wh, const char *id)
     }
     pthread_mutex_lock(&gw->lock);
     json_t *cached = json_object_get(gw->seen, key.data);
-    if (cached) {
+    if (cached && !json_is_false(cached)) {
         repeat_of(wh, cached, &key);
         pthread_mutex_unlock(&gw->lock);
         return 1;
@@ -246,7 +246,7 @@ int wh_wh_dedupe(wh_webhook *wh, const char *id)
     json_decref(q.rows);
     pthread_mutex_lock(&gw->lock);
     cached = json_object_get(gw->seen, key.data);
-    if (cached) {
+    if (cached && !json_is_false(cached)) {
         /* the same id arrived on another thread while we read the state file */
         repeat_of(wh, cached, &key);
         pthread_mutex_unlock(&gw->lock);

@@ -149,6 +149,10 @@ void wh_gw_after_webhook(wh_request *r);
  * Ownership: takes answer. Caller holds gw->lock.
  */
 void wh_gw_seen_remember(wh_gateway *gw, const char *key, json_t *answer);
+/** Forget an id's answer (the first delivery failed or went unanswered) so a
+ *  retry may try again; the key keeps its place in the bounded cache. Caller
+ *  holds gw->lock. */
+void wh_gw_seen_forget(wh_gateway *gw, const char *key);
 
 /* ---- gateway_replies.c: GET /v1/replies/<key> ---- */
 

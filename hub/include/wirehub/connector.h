@@ -314,9 +314,10 @@ typedef struct wh_host {
      * requestId, Slack's event_id). Returns 0 when `id` is new for this
      * instance; the hub remembers it (durably, with the events) and the answer
      * the caller gets. Returns 1 when `id` was seen before: the hub answers this
-     * request as it answered the first (or 200 {"ok":true,"duplicate":true}
-     * while the first is still in progress) and publishes nothing — rules run
-     * once. Call it after verifying and before emit(); after a 1, return WH_OK.
+     * request as it answered the first and publishes nothing — rules run once.
+     * While the first is still in progress, the repeat waits for that answer
+     * (up to 10 s, then 503 duplicate_in_progress). Call it after verifying and
+     * before emit(); after a 1, return WH_OK.
      * Remembered for 24 hours.
      */
     int (*dedupe)(wh_webhook *wh, const char *id);
