@@ -380,6 +380,7 @@ static void journaled(void *ud, int rc)
     wh_request *r = ud;
     wh_gateway *gw = r->gw;
     pthread_mutex_lock(&gw->lock);
+    gw->journaling--;
     if (rc != WH_OK) {
         wh_error("gateway", "cannot journal the event: %s", wh_strerror(rc));
         wh_gw_reply_error(&r->reply, 503, "store_unavailable", "cannot store the event; retry");
@@ -518,6 +519,8 @@ static void submit_events(wh_request *r)
             wh_gw_reply_error(&r->reply, 503, "store_unavailable",
                               "too many events waiting to be stored; retry shortly");
             r->state = ST_READY;
+        } else {
+            gw->journaling++;
         }
         return;
     }
@@ -1013,6 +1016,22 @@ void wh_gateway_destroy(wh_gateway **pgw)
     }
     /* connectors finishing async webhooks resume their own requests (503) */
     for (int i = 0; i < 500 && atomic_load(&gw->async_webhooks) > 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    /* events being journaled are acknowledged once stored (the store outlives
+       the gateway); their requests are suspended, and MHD must not stop with a
+       suspended connection nor a commit callback find the gateway gone */
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&gw->lock);
+        unsigned n = gw->journaling;
+        pthread_mutex_unlock(&gw->lock);
+        if (n == 0) {
+            break;
+        }
+        if (i == 2999) {
+            wh_error("gateway", "%u request(s) still waiting for the store at shutdown", n);
+        }
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

@@ -101,6 +101,7 @@ struct wh_gateway {
     pthread_mutex_t lock;
     wh_request *pending;
     unsigned npending;
+    unsigned journaling; /* requests whose events are queued in the store (ST_JOURNAL) */
     json_t *seen;       /* dedupe cache: key → answer object, or null while in progress */
     char **seen_ring; /* keys in arrival order, to bound the cache (SEEN_CACHE_MAX) */
     size_t seen_head, seen_n;
