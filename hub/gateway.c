@@ -847,7 +847,7 @@ static int64_t expire_pending(wh_gateway *gw)
     const char *id;
     json_t *entry;
     void *tmp;
-    wh_gw_wake_pollers(gw, NULL, now);
+    wh_request *polls = wh_gw_take_pollers(gw, NULL, now);
     json_object_foreach_safe(gw->late, tmp, id, entry)
     {
         if (json_integer_value(json_object_get(entry, "until")) <= now ||
@@ -855,7 +855,13 @@ static int64_t expire_pending(wh_gateway *gw)
             json_object_del(gw->late, id);
         }
     }
+    for (wh_request *r = gw->pollers; r; r = r->next) {
+        if (r->deadline < next) {
+            next = r->deadline;
+        }
+    }
     pthread_mutex_unlock(&gw->lock);
+    wh_gw_answer_pollers(gw, polls);
     return next - now;
 }
 
@@ -878,8 +884,10 @@ static void *resp_main(void *arg)
         if (got == 1) {
             if (strncmp(topic, "reply/", 6) == 0) {
                 pthread_mutex_lock(&gw->lock);
-                wh_gw_wake_pollers(gw, topic + 6, wh_mono_ms());
+                gw->reply_seq++;
+                wh_request *polls = wh_gw_take_pollers(gw, topic + 6, wh_mono_ms());
                 pthread_mutex_unlock(&gw->lock);
+                wh_gw_answer_pollers(gw, polls);
             } else {
                 answer_from_bus(gw, topic, raw, len);
             }
@@ -1036,7 +1044,10 @@ void wh_gateway_destroy(wh_gateway **pgw)
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&gw->lock);
-    wh_gw_wake_pollers(gw, NULL, INT64_MAX);
+    wh_request *polls = wh_gw_take_pollers(gw, NULL, INT64_MAX);
+    pthread_mutex_unlock(&gw->lock);
+    wh_gw_answer_pollers(gw, polls);
+    pthread_mutex_lock(&gw->lock);
     while (gw->pending) {
         wh_request *r = gw->pending;
         pending_remove(gw, r);

@@ -110,6 +110,7 @@ struct wh_gateway {
     pthread_mutex_t conn_lock;
     conn_track *conns;
     wh_request *pollers; /* long polls waiting for a reply under their key */
+    uint64_t reply_seq;  /* bumped for every reply notification (under gw->lock) */
     atomic_int async_webhooks;
     atomic_int live;
     atomic_int stopping;
@@ -164,5 +165,15 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
  * Answer the long polls for `key` (NULL: none by key) and those due at `now`, or all
  * once the gateway is stopping. Caller holds gw->lock.
  */
-void wh_gw_wake_pollers(wh_gateway *gw, const char *key, int64_t now);
+/**
+ * Take the long polls that are due (`now` past their wait), or wait for
+ * `key` (NULL: none), off gw->pollers and return them as a list. Caller holds
+ * gw->lock; the list is then the caller's to pass to wh_gw_answer_pollers().
+ */
+wh_request *wh_gw_take_pollers(wh_gateway *gw, const char *key, int64_t now);
+/**
+ * Answer and resume taken long polls. Reads (and marks read) the store, so
+ * the caller must NOT hold gw->lock; takes it only to resume each request.
+ */
+void wh_gw_answer_pollers(wh_gateway *gw, wh_request *list);
 #endif

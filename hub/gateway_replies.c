@@ -88,42 +88,69 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
     if (!r->poll_key || (since && !r->poll_since)) {
         return MHD_NO;
     }
-    pthread_mutex_lock(&gw->lock);
-    size_t n = 0;
-    json_t *peek = wait_s > 0 ? wh_api_replies(gw->api, key, r->poll_unread, 1, r->poll_since, &n)
-                              : NULL;
-    json_decref(peek);
-    if (wait_s > 0 && n == 0 && !atomic_load(&gw->stopping)) {
-        /* nothing yet: hold the request (no thread) until a reply lands or the wait ends */
-        r->deadline = wh_mono_ms() + wait_s * 1000;
-        r->state = ST_WAITING;
-        r->next = gw->pollers;
-        gw->pollers = r;
-        r->suspended = 1;
-        MHD_suspend_connection(conn);
+    /* Peek without the lock (it reads the store); a reply notified meanwhile
+       bumps reply_seq, and then we look again rather than miss it. */
+    for (int tries = 0; wait_s > 0 && tries < 3; tries++) {
+        pthread_mutex_lock(&gw->lock);
+        uint64_t seq = gw->reply_seq;
         pthread_mutex_unlock(&gw->lock);
-        return MHD_YES;
+        size_t n = 0;
+        json_t *peek = wh_api_replies(gw->api, key, r->poll_unread, 1, r->poll_since, &n);
+        json_decref(peek);
+        if (!peek || n > 0) {
+            break; /* something to answer now (or a store error to report) */
+        }
+        pthread_mutex_lock(&gw->lock);
+        if (seq == gw->reply_seq && !atomic_load(&gw->stopping)) {
+            /* nothing yet: hold the request (no thread) until a reply lands or the wait ends */
+            r->deadline = wh_mono_ms() + wait_s * 1000;
+            r->state = ST_WAITING;
+            r->next = gw->pollers;
+            gw->pollers = r;
+            r->suspended = 1;
+            MHD_suspend_connection(conn);
+            pthread_mutex_unlock(&gw->lock);
+            return MHD_YES;
+        }
+        int stopping = atomic_load(&gw->stopping);
+        pthread_mutex_unlock(&gw->lock);
+        if (stopping) {
+            break;
+        }
     }
-    pthread_mutex_unlock(&gw->lock);
     replies_answer(gw, r, key);
     r->state = ST_DONE;
     return wh_gw_queue_reply(conn, &r->reply);
 }
 
-/* A reply was stored under `key` (or the wait ended): answer those polls. Holds gw->lock. */
-void wh_gw_wake_pollers(wh_gateway *gw, const char *key, int64_t now)
+wh_request *wh_gw_take_pollers(wh_gateway *gw, const char *key, int64_t now)
 {
+    wh_request *taken = NULL;
     wh_request **pp = &gw->pollers;
     while (*pp) {
         wh_request *r = *pp;
         int due = r->deadline <= now || atomic_load(&gw->stopping);
         if (due || (key && strcmp(r->poll_key, key) == 0)) {
             *pp = r->next;
-            r->next = NULL;
-            replies_answer(gw, r, r->poll_key);
-            wh_gw_resume_ready(r);
+            r->next = taken;
+            taken = r;
             continue;
         }
         pp = &r->next;
+    }
+    return taken;
+}
+
+void wh_gw_answer_pollers(wh_gateway *gw, wh_request *list)
+{
+    while (list) {
+        wh_request *r = list;
+        list = r->next;
+        r->next = NULL;
+        /* taken off gw->pollers and suspended: no other thread touches it now */
+        replies_answer(gw, r, r->poll_key);
+        pthread_mutex_lock(&gw->lock);
+        wh_gw_resume_ready(r);
+        pthread_mutex_unlock(&gw->lock);
     }
 }
