@@ -1,7 +1,7 @@
 /*
- * test_alexa.c — the real alexa.so, loaded with dlopen and driven through a
- * fake wh_host with an injectable clock and a fake HTTP client whose exchanges
- * the test finishes by hand. Certificates are made in-process with OpenSSL
+ * test_alexa.c — the real alexa.so, loaded with dlopen and driven through the
+ * fake host (tests/fakehost.h): an injectable clock and a fake HTTP client whose
+ * exchanges the test finishes by hand. Certificates are made in-process with OpenSSL
  * (a root in a temporary ca_file, leaves signed by it or by an untrusted root)
  * and bodies are signed with the leaf's key, so every check runs for real:
  * the certificate URL rules, one fetch per URL shared by waiting requests, the
@@ -12,11 +12,11 @@
  * client: the token request and the event posts are inspected byte for byte
  * and answered by hand (202, 401, 429, 5xx, transport errors, LWA errors).
  */
-#include "testlib.h"
+#include "fakehost.h"
 #include "match.h"
+#include "testlib.h"
 #include "util.h"
 
-#include <dlfcn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -29,255 +29,7 @@
 #define GOOD_URL "https://s3.amazonaws.com/echo.api/echo-api-cert.pem"
 #define OVERRIDE "http://127.0.0.1:9/mirror"
 
-/* ------------------------------------------------------------------------ */
-/* The fake host                                                             */
-
-struct wh_instance {
-    const char *name;
-};
-
-struct wh_request {
-    json_t *headers; /* lower-case name -> string */
-    char *body;
-    size_t body_len;
-};
-
-struct wh_webhook {
-    int emits, rejects, waits, answers, dones;
-    char kind[64];
-    json_t *data;
-    int status;
-    char error[64], detail[512];
-    long deadline;
-    json_t *fallback;
-    char answer[256];
-    int duplicate;
-};
-
-struct wh_reply {
-    int status;
-    char ctype[64];
-    char *body;
-};
-
-/* One operation call: its key and attempt, and how it completed. */
-struct wh_call {
-    char key[128];
-    int attempt;
-    int completes;
-    wh_outcome outcome;
-    json_t *result;
-    long retry_after;
-    char error[512];
-};
-
 #define T0 1800000000000LL /* 2027-01-15T08:00:00Z */
-static int64_t g_now = T0;
-static char g_log[1024];
-static wh_buf g_log_all; /* every line logged, to look for secrets */
-static int g_warns, g_errors;
-static json_t *g_seen; /* dedupe ids */
-static int g_dedupe_on;
-
-#define FETCH_MAX 128
-static struct {
-    int calls, fail_rc;
-    char url[FETCH_MAX][512];
-    char method[FETCH_MAX][8];
-    char headers[FETCH_MAX][1024]; /* "Name: value" lines */
-    char body[FETCH_MAX][2048];
-    long timeout[FETCH_MAX];
-    size_t max_response[FETCH_MAX];
-    wh_http_done done[FETCH_MAX];
-    void *user[FETCH_MAX];
-} g_http;
-
-static void f_log(const wh_instance *inst, int level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_log, sizeof g_log, fmt, ap);
-    va_end(ap);
-    wh_buf_printf(&g_log_all, "%s\n", g_log);
-    g_warns += level == WH_LOG_WARN;
-    g_errors += level == WH_LOG_ERROR;
-}
-
-static const char *f_instance_name(const wh_instance *inst)
-{
-    return inst->name;
-}
-
-static int64_t f_now_ms(const wh_instance *inst)
-{
-    return g_now;
-}
-
-static const char *f_req_header(const wh_request *r, const char *name)
-{
-    char lower[256];
-    size_t i = 0;
-    for (; name[i] && i + 1 < sizeof lower; i++) {
-        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-    }
-    lower[i] = '\0';
-    return json_string_value(json_object_get(r->headers, lower));
-}
-
-static const char *f_req_body(const wh_request *r, size_t *len)
-{
-    *len = r->body_len;
-    return r->body;
-}
-
-static const char *f_req_content_type(const wh_request *r)
-{
-    return "application/json";
-}
-
-static int f_emit(wh_webhook *wh, const char *kind, json_t *data)
-{
-    wh->emits++;
-    snprintf(wh->kind, sizeof wh->kind, "%s", kind);
-    json_decref(wh->data);
-    wh->data = data;
-    return WH_OK;
-}
-
-static int f_reject(wh_webhook *wh, int status, const char *error, const char *detail)
-{
-    wh->rejects++;
-    wh->status = status;
-    snprintf(wh->error, sizeof wh->error, "%s", error ? error : "");
-    snprintf(wh->detail, sizeof wh->detail, "%s", detail ? detail : "");
-    return WH_OK;
-}
-
-static int f_answer(wh_webhook *wh, int status, const char *ct, const char *body, size_t len)
-{
-    wh->answers++;
-    wh->status = status;
-    snprintf(wh->answer, sizeof wh->answer, "%.*s", (int)len, body);
-    return WH_OK;
-}
-
-static int f_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
-{
-    wh->waits++;
-    wh->deadline = deadline_ms;
-    json_decref(wh->fallback);
-    wh->fallback = json_deep_copy(fallback);
-    return WH_OK;
-}
-
-static void f_webhook_done(wh_webhook *wh)
-{
-    wh->dones++;
-}
-
-static int f_reply(wh_reply *out, int status, const char *ct, const char *body, size_t len)
-{
-    out->status = status;
-    snprintf(out->ctype, sizeof out->ctype, "%s", ct);
-    free(out->body);
-    out->body = strndup(body, len);
-    return WH_OK;
-}
-
-static int f_http(wh_instance *inst, const wh_http_request *req, wh_http_done done, void *user)
-{
-    if (g_http.fail_rc) {
-        return g_http.fail_rc;
-    }
-    int i = g_http.calls++;
-    CHECK(i < FETCH_MAX);
-    if (i >= FETCH_MAX) {
-        return WH_ERR_BUSY;
-    }
-    snprintf(g_http.url[i], sizeof g_http.url[i], "%s", req->url);
-    snprintf(g_http.method[i], sizeof g_http.method[i], "%s", req->method ? req->method : "GET");
-    g_http.headers[i][0] = '\0';
-    for (size_t h = 0; req->headers && req->headers[h]; h++) {
-        size_t o = strlen(g_http.headers[i]);
-        snprintf(g_http.headers[i] + o, sizeof g_http.headers[i] - o, "%s\n", req->headers[h]);
-    }
-    CHECK(req->body_len < sizeof g_http.body[i]);
-    snprintf(g_http.body[i], sizeof g_http.body[i], "%.*s", (int)req->body_len,
-             req->body ? (const char *)req->body : "");
-    g_http.timeout[i] = req->timeout_ms;
-    g_http.max_response[i] = req->max_response;
-    g_http.done[i] = done;
-    g_http.user[i] = user;
-    return WH_OK;
-}
-
-static int f_dedupe(wh_webhook *wh, const char *id)
-{
-    if (!g_dedupe_on) {
-        return 0;
-    }
-    if (json_object_get(g_seen, id)) {
-        wh->duplicate = 1;
-        return 1;
-    }
-    json_object_set_new(g_seen, id, json_true());
-    return 0;
-}
-
-static const char *f_call_key(const wh_call *call)
-{
-    return call->key;
-}
-
-static int f_call_attempt(const wh_call *call)
-{
-    return call->attempt;
-}
-
-static int f_complete(wh_call *call, wh_outcome outcome, json_t *result, long retry_after_ms,
-                      const char *error)
-{
-    call->completes++;
-    call->outcome = outcome;
-    json_decref(call->result);
-    call->result = result;
-    call->retry_after = retry_after_ms;
-    snprintf(call->error, sizeof call->error, "%s", error ? error : "");
-    return WH_OK;
-}
-
-/* delay-seconds only (the real host also takes HTTP-dates) */
-static long f_retry_after_ms(const wh_instance *inst, const char *value)
-{
-    if (!value || !*value || strspn(value, "0123456789") != strlen(value)) {
-        return -1;
-    }
-    return atol(value) * 1000;
-}
-
-static const wh_host g_host = {
-    .struct_size = sizeof(wh_host),
-    .abi_minor = WH_ABI_MINOR,
-    .log = f_log,
-    .instance_name = f_instance_name,
-    .now_ms = f_now_ms,
-    .req_header = f_req_header,
-    .req_body = f_req_body,
-    .req_content_type = f_req_content_type,
-    .emit = f_emit,
-    .reject = f_reject,
-    .answer = f_answer,
-    .wait = f_wait,
-    .webhook_done = f_webhook_done,
-    .reply = f_reply,
-    .http = f_http,
-    .ct_equal = wh_ct_equal,
-    .dedupe = f_dedupe,
-    .call_key = f_call_key,
-    .call_attempt = f_call_attempt,
-    .complete = f_complete,
-    .retry_after_ms = f_retry_after_ms,
-};
 
 /* ------------------------------------------------------------------------ */
 /* Test certificates                                                         */
@@ -293,8 +45,8 @@ static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *is
     X509 *x = X509_new();
     X509_set_version(x, 2);
     ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(g_now / 1000 + from_s));
-    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(g_now / 1000 + to_s));
+    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(fh.now_ms / 1000 + from_s));
+    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(fh.now_ms / 1000 + to_s));
     X509_NAME *name = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
     X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
@@ -415,25 +167,9 @@ static char *sign(const char *body, const char *digest)
 static const wh_connector *g_desc;
 static wh_instance g_inst = {"alexa"};
 
-static json_t *with_defaults(const char *given)
-{
-    json_t *cfg = json_loads(given, 0, NULL);
-    CHECK(cfg != NULL);
-    for (const wh_option *o = g_desc->options; o && o->name; o++) {
-        if (o->def && !json_object_get(cfg, o->name)) {
-            json_object_set_new(cfg, o->name, json_loads(o->def, JSON_DECODE_ANY, NULL));
-        }
-    }
-    return cfg;
-}
-
 static int try_init(const char *config, void **state)
 {
-    json_t *cfg = with_defaults(config);
-    *state = NULL;
-    int rc = g_desc->init(&g_host, &g_inst, cfg, state);
-    json_decref(cfg);
-    return rc;
+    return fh_init(g_desc, &g_inst, config, state);
 }
 
 static void *instance(const char *config)
@@ -467,7 +203,7 @@ static char *body_of(const char *type, const char *id, long skew_s, const char *
                      const char *request_extra)
 {
     char ts[32], buf[4096];
-    iso(g_now + skew_s * 1000, ts, sizeof ts);
+    iso(fh.now_ms + skew_s * 1000, ts, sizeof ts);
     snprintf(buf, sizeof buf,
              "{\"version\":\"1.0\",\"session\":{\"new\":true,\"sessionId\":\"s-1\","
              "\"application\":{\"applicationId\":\"%s\"},\"attributes\":{\"a\":1},"
@@ -482,6 +218,7 @@ static char *body_of(const char *type, const char *id, long skew_s, const char *
 
 typedef struct call {
     wh_request req;
+    char *body; /* req.body, owned */
     wh_webhook wh;
     int rc;
 } call;
@@ -489,9 +226,8 @@ typedef struct call {
 static void call_free(call *c)
 {
     json_decref(c->req.headers);
-    free(c->req.body);
-    json_decref(c->wh.data);
-    json_decref(c->wh.fallback);
+    free(c->body);
+    fh_webhook_clear(&c->wh);
     memset(c, 0, sizeof *c);
 }
 
@@ -501,6 +237,8 @@ static void send_raw(void *s, call *c, char *body, const char *url, const char *
 {
     call_free(c);
     c->req.headers = json_object();
+    c->req.ctype = "application/json";
+    c->body = body;
     c->req.body = body;
     c->req.body_len = strlen(body);
     if (url) {
@@ -525,16 +263,15 @@ static void send(void *s, call *c, const char *type, const char *id, const char 
 /* Finish fetch i with a status and body. */
 static void fetch_done(int i, int status, const char *body, int timed_out)
 {
-    CHECK(i < g_http.calls && g_http.done[i] != NULL);
-    if (i >= g_http.calls || !g_http.done[i]) {
+    fh_exchange *e = i < fh_http_count() ? fh_http_at(i) : NULL;
+    CHECK(e != NULL && e->done != NULL);
+    if (!e || !e->done) {
         return;
     }
     wh_http_response r = {
         status, status ? NULL : "Connection refused", timed_out, body, body ? strlen(body) : 0,
         NULL};
-    wh_http_done done = g_http.done[i];
-    g_http.done[i] = NULL;
-    done(g_http.user[i], &r);
+    fh_http_respond(e, &r);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -557,28 +294,28 @@ static void test_descriptor_and_init(void)
     CHECK(s == NULL);
     CHECK_INT(try_init("{\"skill_id\": \"\"}", &s), WH_ERR_CONFIG);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"deadline_ms\": 50}", &s), WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "deadline_ms") != NULL);
+    CHECK(strstr(fh.log, "deadline_ms") != NULL);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"deadline_ms\": 60001}", &s), WH_ERR_CONFIG);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"cert_fetch_override\": \"ftp://x\"}", &s),
               WH_ERR_CONFIG);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"ca_file\": \"/nonexistent/ca.pem\"}", &s),
               WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "/nonexistent/ca.pem") != NULL);
+    CHECK(strstr(fh.log, "/nonexistent/ca.pem") != NULL);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"users\": {\"u\": 1}}", &s), WH_ERR_CONFIG);
 
     /* the system trust store by default, no warning */
-    int warns = g_warns;
+    int warns = fh.warns;
     s = instance("{\"skill_id\": \"x\"}");
-    CHECK_INT(g_warns, warns);
+    CHECK_INT(fh.warns, warns);
     g_desc->destroy(s);
     /* warnings at start: the override, and loudly verify: false */
     s = verified(NULL);
-    CHECK_INT(g_warns, warns + 1);
-    CHECK(strstr(g_log, "cert_fetch_override") && strstr(g_log, OVERRIDE));
+    CHECK_INT(fh.warns, warns + 1);
+    CHECK(strstr(fh.log, "cert_fetch_override") && strstr(fh.log, OVERRIDE));
     g_desc->destroy(s);
     s = instance("{\"skill_id\": \"x\", \"verify\": false}");
-    CHECK_INT(g_warns, warns + 2);
-    CHECK(strstr(g_log, "NOT checked") != NULL);
+    CHECK_INT(fh.warns, warns + 2);
+    CHECK(strstr(fh.log, "NOT checked") != NULL);
     g_desc->destroy(s);
     g_desc->destroy(NULL);
 }
@@ -632,7 +369,7 @@ static void test_cert_urls(void)
         }
         CHECK_INT(c.wh.emits, 0);
     }
-    CHECK_INT(g_http.calls, 0);
+    CHECK_INT(fh_http_count(), 0);
     char longurl[2100] = GOOD_URL;
     memset(longurl + strlen(longurl), 'a', sizeof longurl - strlen(longurl) - 1);
     longurl[sizeof longurl - 1] = '\0';
@@ -655,14 +392,14 @@ static void test_cert_urls(void)
         {"https://s3.amazonaws.com/echo.api/", OVERRIDE "/echo.api/"},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        int before = g_http.calls;
+        int before = fh_http_count();
         send(s, &c, "LaunchRequest", "r-1", good[i].url);
         CHECK_INT(c.rc, WH_PENDING);
         CHECK_INT(c.wh.rejects, 0);
-        CHECK_INT(g_http.calls, before + 1);
-        CHECK_STR(g_http.url[before], good[i].fetched);
-        CHECK_INT(g_http.timeout[before], 3000);
-        CHECK(g_http.max_response[before] > 0 && g_http.max_response[before] <= 65536);
+        CHECK_INT(fh_http_count(), before + 1);
+        CHECK_STR(fh_http_at(before)->url, good[i].fetched);
+        CHECK_INT(fh_http_at(before)->timeout_ms, 3000);
+        CHECK(fh_http_at(before)->max_response > 0 && fh_http_at(before)->max_response <= 65536);
         fetch_done(before, 404, "NoSuchKey", 0); /* clean up: the waiter is refused */
         CHECK_INT(c.wh.dones, 1);
         CHECK_STR(c.wh.error, "cert_fetch_failed");
@@ -670,7 +407,7 @@ static void test_cert_urls(void)
     }
     call_free(&c);
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 }
 
 static void test_fetch_once_and_cache(void)
@@ -678,7 +415,7 @@ static void test_fetch_once_and_cache(void)
     void *s = verified(NULL);
     call c[4];
     memset(c, 0, sizeof c);
-    g_dedupe_on = 1;
+    fh.dedupe_off = false;
 
     /* three requests before the chain arrives share one fetch */
     send(s, &c[0], "LaunchRequest", "r-a", GOOD_URL);
@@ -689,28 +426,28 @@ static void test_fetch_once_and_cache(void)
         CHECK_INT(c[i].rc, WH_PENDING);
         CHECK_INT(c[i].wh.dones, 0);
     }
-    CHECK_INT(g_http.calls, 1);
-    g_now += 1500; /* the fetch took 1.5 s: it counts against the deadline */
+    CHECK_INT(fh_http_count(), 1);
+    fh.now_ms += 1500; /* the fetch took 1.5 s: it counts against the deadline */
     fetch_done(0, 200, g_good, 0);
     for (int i = 0; i < 3; i++) {
         CHECK_INT(c[i].wh.dones, 1);
         CHECK_INT(c[i].wh.rejects, 0);
         CHECK_INT(c[i].wh.emits, 1);
         CHECK_INT(c[i].wh.waits, 1);
-        CHECK_INT(c[i].wh.deadline, 6000 - 1500);
+        CHECK_INT(c[i].wh.deadline_ms, 6000 - 1500);
         CHECK_STR(json_string_value(json_object_get(c[i].wh.fallback, "speech")),
                   "Sorry, I can't answer that right now.");
     }
     CHECK_STR(c[0].wh.kind, "launch");
     CHECK_STR(c[1].wh.kind, "intent");
-    CHECK(strstr(g_log, "cached") != NULL);
+    CHECK(strstr(fh.log, "cached") != NULL);
 
     /* cached now: answered synchronously, no fetch */
     send(s, &c[3], "LaunchRequest", "r-d", GOOD_URL);
     CHECK_INT(c[3].rc, WH_OK);
     CHECK_INT(c[3].wh.emits, 1);
-    CHECK_INT(c[3].wh.deadline, 6000);
-    CHECK_INT(g_http.calls, 1);
+    CHECK_INT(c[3].wh.deadline_ms, 6000);
+    CHECK_INT(fh_http_count(), 1);
 
     /* a bad signature with a cached key: refused synchronously */
     send_raw(s, &c[3], body_of("LaunchRequest", "r-e", 0, SKILL, NULL), GOOD_URL, "AAAA", NULL);
@@ -735,13 +472,13 @@ static void test_fetch_once_and_cache(void)
     CHECK_INT(c[3].wh.emits, 0);
     CHECK_INT(c[3].wh.waits, 0);
 
-    g_dedupe_on = 0;
-    g_now = T0;
+    fh.dedupe_off = true;
+    fh.now_ms = T0;
     for (int i = 0; i < 4; i++) {
         call_free(&c[i]);
     }
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 }
 
 static void test_chain_checks(void)
@@ -761,7 +498,7 @@ static void test_chain_checks(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char url[256];
         snprintf(url, sizeof url, "https://s3.amazonaws.com/echo.api/%s", cases[i].name);
-        int n = g_http.calls;
+        int n = fh_http_count();
         send(s, &c, "LaunchRequest", "r-1", url);
         CHECK_INT(c.rc, WH_PENDING);
         fetch_done(n, 200, *cases[i].pem, 0);
@@ -773,12 +510,12 @@ static void test_chain_checks(void)
         /* not cached: asked again, fetched again */
         send(s, &c, "LaunchRequest", "r-1", url);
         CHECK_INT(c.rc, WH_PENDING);
-        CHECK_INT(g_http.calls, n + 2);
+        CHECK_INT(fh_http_count(), n + 2);
         fetch_done(n + 1, 500, "", 0);
         CHECK_STR(c.wh.error, "cert_fetch_failed");
     }
     /* garbage, a transport error, a timeout */
-    int n = g_http.calls;
+    int n = fh_http_count();
     send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
     fetch_done(n, 200, "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n", 0);
     CHECK_STR(c.wh.error, "bad_cert_chain");
@@ -790,43 +527,43 @@ static void test_chain_checks(void)
     fetch_done(n + 2, 0, NULL, 1);
     CHECK(strstr(c.wh.detail, "timed out") != NULL);
     /* http() refusing to start: refused at once, nothing pending */
-    g_http.fail_rc = WH_ERR_STATE;
+    fh.http_rc = WH_ERR_STATE;
     send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
     CHECK_INT(c.rc, WH_OK);
     CHECK_STR(c.wh.error, "cert_fetch_failed");
     CHECK_INT(c.wh.dones, 0);
-    g_http.fail_rc = 0;
+    fh.http_rc = 0;
     call_free(&c);
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 }
 
 static void test_cache_lifetime_and_limits(void)
 {
     void *s = verified(NULL);
     call c = {0};
-    int64_t start = g_now;
+    int64_t start = fh.now_ms;
     /* a chain valid for one more hour is cached for that hour only */
     send(s, &c, "LaunchRequest", "r-1", GOOD_URL);
     fetch_done(0, 200, g_short, 0);
     CHECK_INT(c.wh.emits, 1);
-    g_now = start + 3599 * 1000;
+    fh.now_ms = start + 3599 * 1000;
     send(s, &c, "LaunchRequest", "r-2", GOOD_URL);
     CHECK_INT(c.rc, WH_OK);
     CHECK_INT(c.wh.emits, 1);
-    CHECK_INT(g_http.calls, 1);
-    g_now = start + 3600 * 1000;
+    CHECK_INT(fh_http_count(), 1);
+    fh.now_ms = start + 3600 * 1000;
     send(s, &c, "LaunchRequest", "r-3", GOOD_URL);
     CHECK_INT(c.rc, WH_PENDING);
-    CHECK_INT(g_http.calls, 2);
+    CHECK_INT(fh_http_count(), 2);
     fetch_done(1, 200, g_short, 0);
     CHECK_STR(c.wh.error, "cert_expired");
-    g_now = start;
+    fh.now_ms = start;
 
     /* at most 8 fetches in flight */
     call w[8];
     memset(w, 0, sizeof w);
-    int first = g_http.calls;
+    int first = fh_http_count();
     for (int i = 0; i < 8; i++) {
         char url[128];
         snprintf(url, sizeof url, "https://s3.amazonaws.com/echo.api/f%d.pem", i);
@@ -837,7 +574,7 @@ static void test_cache_lifetime_and_limits(void)
     CHECK_INT(c.rc, WH_OK);
     CHECK_STR(c.wh.error, "cert_fetch_failed");
     CHECK(strstr(c.wh.detail, "too many") != NULL);
-    CHECK_INT(g_http.calls, first + 8);
+    CHECK_INT(fh_http_count(), first + 8);
     for (int i = 0; i < 8; i++) {
         fetch_done(first + i, 503, "", 0);
         CHECK_INT(w[i].wh.dones, 1);
@@ -850,7 +587,7 @@ static void test_cache_lifetime_and_limits(void)
     CHECK_INT(c.wh.emits, 1);
     call_free(&c);
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 
     /* at most 64 URLs cached: the least recently used goes */
     s = verified(NULL);
@@ -860,7 +597,7 @@ static void test_cache_lifetime_and_limits(void)
         snprintf(id, sizeof id, "r-c%d", i);
         send(s, &c, "LaunchRequest", id, url);
         CHECK_INT(c.rc, WH_PENDING);
-        fetch_done(g_http.calls - 1, 200, g_good, 0);
+        fetch_done(fh_http_count() - 1, 200, g_good, 0);
         CHECK_INT(c.wh.emits, 1);
         if (i == 0) {
             continue;
@@ -869,7 +606,7 @@ static void test_cache_lifetime_and_limits(void)
         send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/c0.pem");
         CHECK_INT(c.rc, WH_OK);
     }
-    CHECK_INT(g_http.calls, 65);
+    CHECK_INT(fh_http_count(), 65);
     send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/c0.pem");
     CHECK_INT(c.rc, WH_OK);
     send(s, &c, "LaunchRequest", "r-1", "https://s3.amazonaws.com/echo.api/c1.pem");
@@ -877,7 +614,7 @@ static void test_cache_lifetime_and_limits(void)
     fetch_done(65, 200, g_good, 0);
     call_free(&c);
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 }
 
 static void test_signature_headers(void)
@@ -917,7 +654,7 @@ static void test_signature_headers(void)
 
     /* allow_sha1: the legacy header alone is accepted, but never instead of a bad SHA-256 */
     s = verified(", \"allow_sha1\": true");
-    int n = g_http.calls;
+    int n = fh_http_count();
     body = body_of("LaunchRequest", "r-6", 0, SKILL, NULL);
     sig1 = sign(body, "sha1");
     send_raw(s, &c, body, GOOD_URL, "", sig1);
@@ -930,7 +667,7 @@ static void test_signature_headers(void)
     free(sig1);
     call_free(&c);
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 }
 
 static void test_timestamps_and_skill(void)
@@ -951,11 +688,11 @@ static void test_timestamps_and_skill(void)
             CHECK_STR(c.wh.error, "stale_timestamp");
             CHECK_INT(c.wh.status, 400);
         } else {
-            CHECK_INT(c.wh.deadline, 2500);
+            CHECK_INT(c.wh.deadline_ms, 2500);
         }
     }
     /* other spellings of the time: fractions, offsets, epoch milliseconds */
-    iso(g_now, ts, sizeof ts);
+    iso(fh.now_ms, ts, sizeof ts);
     static const char *const forms[] = {"%.19s.123Z", "%.19s.5z", "%.19s+00:00",
                                         "%.19s.123456789Z"};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
@@ -973,7 +710,7 @@ static void test_timestamps_and_skill(void)
     }
     /* 14:00 at +06:00 is 08:00Z */
     char shifted[64];
-    time_t t = (time_t)(g_now / 1000 + 6 * 3600);
+    time_t t = (time_t)(fh.now_ms / 1000 + 6 * 3600);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(shifted, sizeof shifted, "%Y-%m-%dT%H:%M:%S+06:00", &tm);
@@ -988,7 +725,7 @@ static void test_timestamps_and_skill(void)
              "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\","
              "\"timestamp\":%lld},\"session\":{\"application\":"
              "{\"applicationId\":\"" SKILL "\"}}}",
-             (long long)g_now);
+             (long long)fh.now_ms);
     send_raw(s, &c, strdup(extra), NULL, "", NULL);
     CHECK_INT(c.wh.emits, 1);
     static const char *const bad_ts[] = {"\"2027-13-01T00:00:00Z\"",
@@ -1019,12 +756,12 @@ static void test_timestamps_and_skill(void)
              "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\",\"timestamp\":%lld},"
              "\"session\":{\"application\":{\"applicationId\":\"" SKILL "\"}},"
              "\"context\":{\"System\":{\"application\":{\"applicationId\":\"other\"}}}}",
-             (long long)g_now);
+             (long long)fh.now_ms);
     send_raw(s, &c, strdup(extra), NULL, "", NULL);
     CHECK_STR(c.wh.error, "wrong_skill");
     snprintf(extra, sizeof extra,
              "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\",\"timestamp\":%lld}}",
-             (long long)g_now);
+             (long long)fh.now_ms);
     send_raw(s, &c, strdup(extra), NULL, "", NULL);
     CHECK_STR(c.wh.error, "wrong_skill");
     CHECK(strstr(c.wh.detail, "no application id") != NULL);
@@ -1102,7 +839,7 @@ static void test_event_shapes(void)
     CHECK_STR(c.wh.kind, "session_ended");
     CHECK_INT(c.wh.waits, 0);
     CHECK_INT(c.wh.answers, 1);
-    CHECK_STR(c.wh.answer, "{\"version\":\"1.0\",\"response\":{}}");
+    CHECK_STR(c.wh.answer_body, "{\"version\":\"1.0\",\"response\":{}}");
     CHECK_STR(json_string_value(at(c.wh.data, "request.reason")), "ERROR");
     CHECK_STR(json_string_value(at(c.wh.data, "request.error.type")), "INVALID_RESPONSE");
     CHECK(at(c.wh.data, "intent") == NULL);
@@ -1113,7 +850,7 @@ static void test_event_shapes(void)
              "{\"request\":{\"type\":\"CanFulfillIntentRequest\",\"requestId\":\"x\","
              "\"timestamp\":%lld,\"intent\":{\"name\":\"A\"}},\"context\":{\"System\":{"
              "\"application\":{\"applicationId\":\"" SKILL "\"},\"user\":{\"userId\":\"u-2\"}}}}",
-             (long long)g_now);
+             (long long)fh.now_ms);
     send_raw(s, &c, strdup(extra), NULL, "", NULL);
     CHECK_STR(c.wh.kind, "request");
     CHECK(at(c.wh.data, "session") == NULL);
@@ -1142,7 +879,7 @@ static json_t *respond(void *s, const char *response, const char *event)
     CHECK(env != NULL);
     CHECK_STR(json_string_value(json_object_get(env, "version")), "1.0");
     CHECK(json_is_boolean(at(env, "response.shouldEndSession")));
-    free(out.body);
+    fh_reply_clear(&out);
     json_decref(r);
     json_decref(e);
     return env;
@@ -1193,10 +930,10 @@ static void test_respond(void)
     json_decref(env);
 
     /* odd values: warned about, sensible defaults */
-    int warns = g_warns;
+    int warns = fh.warns;
     env = respond(s, "{\"speech\": \"\", \"end_session\": 0, \"attributes\": [1], \"card\": 5}",
                   NULL);
-    CHECK_INT(g_warns, warns + 2);
+    CHECK_INT(fh.warns, warns + 2);
     CHECK(at(env, "response.outputSpeech") == NULL);
     CHECK(json_is_true(at(env, "response.shouldEndSession")));
     CHECK(json_object_get(env, "sessionAttributes") == NULL);
@@ -1251,9 +988,9 @@ static void test_respond(void)
                            "{\"blob\": \"");
     memset(p, 'y', 30000);
     sprintf(p + 30000, "\"}}");
-    warns = g_warns;
+    warns = fh.warns;
     env = respond(s, big, NULL);
-    CHECK_INT(g_warns, warns + 1);
+    CHECK_INT(fh.warns, warns + 1);
     CHECK(json_object_get(env, "sessionAttributes") == NULL);
     CHECK_STR(json_string_value(at(env, "response.outputSpeech.text")), "hello");
     json_decref(env);
@@ -1304,9 +1041,8 @@ static void *notifier(const char *extra)
 
 static void call_reset(wh_call *c, const char *key, int attempt)
 {
-    json_decref(c->result);
-    memset(c, 0, sizeof *c);
-    snprintf(c->key, sizeof c->key, "%s", key);
+    fh_call_clear(c);
+    c->key = key;
     c->attempt = attempt;
 }
 
@@ -1323,17 +1059,12 @@ static void notify(void *s, wh_call *c, const char *key, int attempt, const char
 /* Answer exchange i with a status, a body and response headers (JSON text or NULL). */
 static void answer(int i, int status, const char *body, const char *headers)
 {
-    CHECK(i < g_http.calls && g_http.done[i] != NULL);
-    if (i >= g_http.calls || !g_http.done[i]) {
+    fh_exchange *e = i < fh_http_count() ? fh_http_at(i) : NULL;
+    CHECK(e != NULL && e->done != NULL);
+    if (!e || !e->done) {
         return;
     }
-    json_t *h = headers ? json_loads(headers, 0, NULL) : json_object();
-    wh_http_response r = {
-        status, status ? NULL : "Connection refused", 0, body, body ? strlen(body) : 0, h};
-    wh_http_done done = g_http.done[i];
-    g_http.done[i] = NULL;
-    done(g_http.user[i], &r);
-    json_decref(h);
+    fh_http_answer(e, status, body, headers);
 }
 
 static void token_ok(int i, const char *token, int expires_in)
@@ -1343,7 +1074,7 @@ static void token_ok(int i, const char *token, int expires_in)
              "{\"access_token\": \"%s\", \"scope\": \"alexa::proactive_events\", "
              "\"token_type\": \"bearer\", \"expires_in\": %d}",
              token, expires_in);
-    CHECK_STR(g_http.url[i], N_AUTH);
+    CHECK_STR(fh_http_at(i)->url, N_AUTH);
     answer(i, 200, body, NULL);
 }
 
@@ -1360,14 +1091,13 @@ static char *expected_ref(const char *key)
 
 static bool has_header(int i, const char *line)
 {
-    char want[1100];
-    snprintf(want, sizeof want, "%s\n", line);
-    return strstr(g_http.headers[i], want) != NULL;
+    return fh_http_has_header(fh_http_at(i), line);
 }
 
 static json_t *body_json(int i)
 {
-    json_t *b = json_loads(g_http.body[i], 0, NULL);
+    const char *text = fh_http_at(i)->body;
+    json_t *b = text ? json_loads(text, 0, NULL) : NULL;
     CHECK(b != NULL);
     return b;
 }
@@ -1401,27 +1131,27 @@ static void test_notify_config(void)
 
     void *s;
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"client_id\": \"a\"}", &s), WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "client_secret") != NULL);
+    CHECK(strstr(fh.log, "client_secret") != NULL);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"client_secret\": \"" N_SECRET "\"}", &s),
               WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "client_id") != NULL && !strstr(g_log, N_SECRET));
+    CHECK(strstr(fh.log, "client_id") != NULL && !strstr(fh.log, N_SECRET));
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"stage\": \"beta\"}", &s), WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "stage") != NULL);
+    CHECK(strstr(fh.log, "stage") != NULL);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"expiry_s\": 299}", &s), WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "expiry_s") != NULL);
+    CHECK(strstr(fh.log, "expiry_s") != NULL);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"expiry_s\": 86401}", &s), WH_ERR_CONFIG);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"auth_url\": \"ftp://x/token\"}", &s),
               WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "auth_url") != NULL);
+    CHECK(strstr(fh.log, "auth_url") != NULL);
     CHECK_INT(try_init("{\"skill_id\": \"x\", \"events_api_base\": \"https://e.test/?a=1\"}", &s),
               WH_ERR_CONFIG);
-    CHECK(strstr(g_log, "events_api_base") != NULL);
+    CHECK(strstr(fh.log, "events_api_base") != NULL);
 
     /* plain http:// for credentials and tokens: a warning each */
-    int warns = g_warns;
+    int warns = fh.warns;
     s = notifier(", \"auth_url\": \"http://127.0.0.1:9/token\", \"events_api_base\": "
                  "\"http://127.0.0.1:9\"");
-    CHECK_INT(g_warns, warns + 2);
+    CHECK_INT(fh.warns, warns + 2);
     g_desc->destroy(s);
 
     /* no credentials: the instance starts, notify says what to configure */
@@ -1431,16 +1161,16 @@ static void test_notify_config(void)
     CHECK_INT(c.completes, 1);
     CHECK_INT(c.outcome, WH_CALL_FAIL);
     CHECK(strstr(c.error, "client_id") && strstr(c.error, "client_secret"));
-    CHECK_INT(g_http.calls, 0);
+    CHECK_INT(fh_http_count(), 0);
     call_reset(&c, "", 0);
     g_desc->destroy(s);
 }
 
 static void test_notify_event_and_token(void)
 {
-    int64_t saved = g_now;
-    g_now = T0 + 250;
-    g_http.calls = 0;
+    int64_t saved = fh.now_ms;
+    fh.now_ms = T0 + 250;
+    fh_http_reset();
     void *s = notifier(NULL);
     wh_call a = {0}, b = {0}, c = {0};
 
@@ -1450,19 +1180,20 @@ static void test_notify_event_and_token(void)
            "\"urgency\": \"URGENT\"}");
     notify(s, &b, "run-2.0", 1,
            "{\"user\": \"amzn1.ask.account.U2\", \"creator\": \"Ben\", \"count\": \" 3\"}");
-    CHECK_INT(g_http.calls, 1);
+    CHECK_INT(fh_http_count(), 1);
     CHECK_INT(a.completes + b.completes, 0);
-    CHECK_STR(g_http.method[0], "POST");
-    CHECK_STR(g_http.url[0], N_AUTH);
+    CHECK_STR(fh_http_at(0)->method, "POST");
+    CHECK_STR(fh_http_at(0)->url, N_AUTH);
     CHECK(has_header(0, "Content-Type: application/x-www-form-urlencoded"));
-    CHECK_STR(g_http.body[0], "grant_type=client_credentials&client_id=amzn1.application-oa2-"
-                              "client.ID1&client_secret=S3CRET%2F%2B%26%3Dvalue&scope=alexa%3A%3A"
-                              "proactive_events");
+    CHECK_STR(fh_http_at(0)->body,
+              "grant_type=client_credentials&client_id=amzn1.application-oa2-"
+              "client.ID1&client_secret=S3CRET%2F%2B%26%3Dvalue&scope=alexa%3A%3A"
+              "proactive_events");
     token_ok(0, N_TOKEN1, 3600);
-    CHECK_INT(g_http.calls, 3);
+    CHECK_INT(fh_http_count(), 3);
     for (int i = 1; i <= 2; i++) {
-        CHECK_STR(g_http.method[i], "POST");
-        CHECK_STR(g_http.url[i], N_EVENTS);
+        CHECK_STR(fh_http_at(i)->method, "POST");
+        CHECK_STR(fh_http_at(i)->url, N_EVENTS);
         CHECK(has_header(i, "Authorization: Bearer " N_TOKEN1));
         CHECK(has_header(i, "Content-Type: application/json"));
     }
@@ -1505,19 +1236,19 @@ static void test_notify_event_and_token(void)
     CHECK_INT(b.outcome, WH_CALL_OK);
 
     /* ten minutes later the token is reused; a minute before it expires it is not */
-    g_now += 600000;
+    fh.now_ms += 600000;
     notify(s, &c, "run-3.0", 1, "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}");
-    CHECK_INT(g_http.calls, 4);
-    CHECK_STR(g_http.url[3], N_EVENTS);
+    CHECK_INT(fh_http_count(), 4);
+    CHECK_STR(fh_http_at(3)->url, N_EVENTS);
     CHECK(has_header(3, "Authorization: Bearer " N_TOKEN1));
     answer(3, 202, NULL, NULL);
     CHECK_INT(c.outcome, WH_CALL_OK);
-    g_now = T0 + 250 + (3600 - 60) * 1000LL;
+    fh.now_ms = T0 + 250 + (3600 - 60) * 1000LL;
     notify(s, &c, "run-4.0", 1, "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}");
-    CHECK_INT(g_http.calls, 5);
-    CHECK_STR(g_http.url[4], N_AUTH);
+    CHECK_INT(fh_http_count(), 5);
+    CHECK_STR(fh_http_at(4)->url, N_AUTH);
     token_ok(4, N_TOKEN2, 3600);
-    CHECK_INT(g_http.calls, 6);
+    CHECK_INT(fh_http_count(), 6);
     CHECK(has_header(5, "Authorization: Bearer " N_TOKEN2));
     json_t *ev4 = body_json(5);
     CHECK_STR(jget(ev4, "timestamp"), "2027-01-15T08:59:00.250Z");
@@ -1530,11 +1261,11 @@ static void test_notify_event_and_token(void)
     g_desc->destroy(s);
     s = notifier(", \"stage\": \"live\", \"events_api_base\": \"https://api.eu.amazonalexa.com\", "
                  "\"expiry_s\": 3600");
-    g_now = T0;
-    g_http.calls = 0;
+    fh.now_ms = T0;
+    fh_http_reset();
     notify(s, &c, "k", 1, "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}");
     token_ok(0, N_TOKEN1, 3600);
-    CHECK_STR(g_http.url[1], "https://api.eu.amazonalexa.com/v1/proactiveEvents/");
+    CHECK_STR(fh_http_at(1)->url, "https://api.eu.amazonalexa.com/v1/proactiveEvents/");
     ev = body_json(1);
     CHECK_STR(jget(ev, "timestamp"), "2027-01-15T08:00:00.000Z");
     CHECK_STR(jget(ev, "expiryTime"), "2027-01-15T09:00:00.000Z");
@@ -1547,13 +1278,13 @@ static void test_notify_event_and_token(void)
     call_reset(&b, "", 0);
     call_reset(&c, "", 0);
     g_desc->destroy(s);
-    g_now = saved;
-    g_http.calls = 0;
+    fh.now_ms = saved;
+    fh_http_reset();
 }
 
 static void test_notify_refresh_after_401(void)
 {
-    g_http.calls = 0;
+    fh_http_reset();
     void *s = notifier(NULL);
     wh_call a = {0}, b = {0};
     const char *args = "{\"user\": \"u\", \"creator\": \"team\", \"count\": 4}";
@@ -1563,13 +1294,13 @@ static void test_notify_refresh_after_401(void)
     token_ok(0, N_TOKEN1, 3600);
     answer(1, 401, "{\"message\": \"token expired\"}", NULL);
     CHECK_INT(a.completes, 0);
-    CHECK_INT(g_http.calls, 3);
-    CHECK_STR(g_http.url[2], N_AUTH);
+    CHECK_INT(fh_http_count(), 3);
+    CHECK_STR(fh_http_at(2)->url, N_AUTH);
     token_ok(2, N_TOKEN2, 3600);
-    CHECK_INT(g_http.calls, 4);
-    CHECK_STR(g_http.url[3], N_EVENTS);
+    CHECK_INT(fh_http_count(), 4);
+    CHECK_STR(fh_http_at(3)->url, N_EVENTS);
     CHECK(has_header(3, "Authorization: Bearer " N_TOKEN2));
-    CHECK_STR(g_http.body[3], g_http.body[1]);
+    CHECK_STR(fh_http_at(3)->body, fh_http_at(1)->body);
     answer(3, 202, NULL, NULL);
     CHECK_INT(a.completes, 1);
     CHECK_INT(a.outcome, WH_CALL_OK);
@@ -1577,13 +1308,13 @@ static void test_notify_refresh_after_401(void)
     /* two calls answered 401 with the same token: one token request between them */
     notify(s, &a, "run-x", 1, args);
     notify(s, &b, "run-y", 1, args);
-    CHECK_INT(g_http.calls, 6);
+    CHECK_INT(fh_http_count(), 6);
     answer(4, 401, NULL, NULL);
     answer(5, 401, NULL, NULL);
-    CHECK_INT(g_http.calls, 7);
-    CHECK_STR(g_http.url[6], N_AUTH);
+    CHECK_INT(fh_http_count(), 7);
+    CHECK_STR(fh_http_at(6)->url, N_AUTH);
     token_ok(6, "Atza|TOKEN-THREE", 3600);
-    CHECK_INT(g_http.calls, 9);
+    CHECK_INT(fh_http_count(), 9);
     CHECK(has_header(7, "Authorization: Bearer Atza|TOKEN-THREE"));
     CHECK(has_header(8, "Authorization: Bearer Atza|TOKEN-THREE"));
 
@@ -1594,17 +1325,17 @@ static void test_notify_refresh_after_401(void)
     CHECK(strstr(a.error, "401") != NULL);
     answer(8, 202, NULL, NULL);
     CHECK_INT(b.outcome, WH_CALL_OK);
-    CHECK_INT(g_http.calls, 9);
+    CHECK_INT(fh_http_count(), 9);
 
     call_reset(&a, "", 0);
     call_reset(&b, "", 0);
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 }
 
 static void test_notify_outcomes(void)
 {
-    g_http.calls = 0;
+    fh_http_reset();
     void *s = notifier(NULL);
     wh_call a = {0}, b = {0};
     const char *args = "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1}";
@@ -1619,9 +1350,9 @@ static void test_notify_outcomes(void)
     CHECK_INT(a.retry_after, 7000);
     CHECK(strstr(a.error, "500") != NULL);
     CHECK_STR(jget(a.result, "reference_id"), ref);
-    g_now += 7000;
+    fh.now_ms += 7000;
     notify(s, &a, "run-500", 2, args);
-    CHECK_INT(g_http.calls, 3);
+    CHECK_INT(fh_http_count(), 3);
     json_t *ev = body_json(2);
     CHECK_STR(jget(ev, "referenceId"), ref);
     json_decref(ev);
@@ -1647,9 +1378,9 @@ static void test_notify_outcomes(void)
         {432, NULL, NULL, WH_CALL_FAIL, 0, "432"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int n = g_http.calls;
+        int n = fh_http_count();
         notify(s, &a, "run-case", 1, args);
-        CHECK_INT(g_http.calls, n + 1);
+        CHECK_INT(fh_http_count(), n + 1);
         answer(n, cases[i].status, cases[i].body, cases[i].headers);
         CHECK_INT(a.completes, 1);
         CHECK_INT(a.outcome, cases[i].outcome);
@@ -1663,9 +1394,9 @@ static void test_notify_outcomes(void)
     }
 
     /* the request cannot start: RETRY */
-    g_http.fail_rc = WH_ERR_BUSY;
+    fh.http_rc = WH_ERR_BUSY;
     notify(s, &a, "run-busy", 1, args);
-    g_http.fail_rc = 0;
+    fh.http_rc = 0;
     CHECK_INT(a.completes, 1);
     CHECK_INT(a.outcome, WH_CALL_RETRY);
 
@@ -1690,7 +1421,7 @@ static void test_notify_outcomes(void)
          "`urgency`"},
         {"{\"user\": \"u\", \"creator\": \"team\", \"count\": 1, \"urgency\": 2}", "`urgency`"},
     };
-    int n = g_http.calls;
+    int n = fh_http_count();
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         notify(s, &a, "run-bad", 1, bad[i].args);
         CHECK_INT(a.completes, 1);
@@ -1701,11 +1432,11 @@ static void test_notify_outcomes(void)
             wh_test_failures++;
         }
     }
-    CHECK_INT(g_http.calls, n);
+    CHECK_INT(fh_http_count(), n);
     /* a long creator name is fine up to 256 bytes; "urgent" in any case and false work */
     notify(s, &a, "run-ok", 1,
            "{\"user\": \"u\", \"creator\": \"team\", \"count\": 1, \"urgency\": \"urgent\"}");
-    CHECK_INT(g_http.calls, n + 1);
+    CHECK_INT(fh_http_count(), n + 1);
     ev = body_json(n);
     CHECK_STR(jget(ev, "event.payload.messageGroup.urgency"), "URGENT");
     json_decref(ev);
@@ -1721,11 +1452,11 @@ static void test_notify_outcomes(void)
     g_desc->destroy(s);
 
     /* the token endpoint: bad credentials FAIL every waiting call, naming LWA's code only */
-    g_http.calls = 0;
+    fh_http_reset();
     s = notifier(NULL);
     notify(s, &a, "t-1", 1, args);
     notify(s, &b, "t-2", 1, args);
-    CHECK_INT(g_http.calls, 1);
+    CHECK_INT(fh_http_count(), 1);
     answer(0, 401,
            "{\"error_description\": \"Client authentication failed for " N_ID "\", "
            "\"error\": \"invalid_client\"}",
@@ -1739,7 +1470,7 @@ static void test_notify_outcomes(void)
     CHECK(json_object_get(a.result, "status") == NULL);
     /* 503 with Retry-After: RETRY; a transport error: RETRY; a 200 without a token: FAIL */
     notify(s, &a, "t-3", 1, args);
-    CHECK_INT(g_http.calls, 2);
+    CHECK_INT(fh_http_count(), 2);
     answer(1, 503, NULL, "{\"retry-after\": \"2\"}");
     CHECK_INT(a.outcome, WH_CALL_RETRY);
     CHECK_INT(a.retry_after, 2000);
@@ -1754,24 +1485,24 @@ static void test_notify_outcomes(void)
     answer(4, 200, "{\"access_token\": \"bad token\\r\\nX: y\"}", NULL);
     CHECK_INT(a.outcome, WH_CALL_FAIL);
     /* the token request cannot start: RETRY, and the next call tries again */
-    g_http.fail_rc = WH_ERR_BUSY;
+    fh.http_rc = WH_ERR_BUSY;
     notify(s, &a, "t-7", 1, args);
-    g_http.fail_rc = 0;
+    fh.http_rc = 0;
     CHECK_INT(a.outcome, WH_CALL_RETRY);
     notify(s, &a, "t-8", 1, args);
-    CHECK_STR(g_http.url[g_http.calls - 1], N_AUTH);
-    token_ok(g_http.calls - 1, N_TOKEN1, 30); /* short-lived: used for 15 s */
-    answer(g_http.calls - 1, 202, NULL, NULL);
+    CHECK_STR(fh_http_at(fh_http_count() - 1)->url, N_AUTH);
+    token_ok(fh_http_count() - 1, N_TOKEN1, 30); /* short-lived: used for 15 s */
+    answer(fh_http_count() - 1, 202, NULL, NULL);
     CHECK_INT(a.outcome, WH_CALL_OK);
-    g_now += 16000;
+    fh.now_ms += 16000;
     notify(s, &a, "t-9", 1, args);
-    CHECK_STR(g_http.url[g_http.calls - 1], N_AUTH);
-    token_ok(g_http.calls - 1, N_TOKEN2, 3600);
-    answer(g_http.calls - 1, 202, NULL, NULL);
+    CHECK_STR(fh_http_at(fh_http_count() - 1)->url, N_AUTH);
+    token_ok(fh_http_count() - 1, N_TOKEN2, 3600);
+    answer(fh_http_count() - 1, 202, NULL, NULL);
     CHECK_INT(a.outcome, WH_CALL_OK);
 
     /* nothing secret was ever logged */
-    const char *log = g_log_all.data ? g_log_all.data : "";
+    const char *log = fh.log_all.data ? fh.log_all.data : "";
     CHECK(!strstr(log, N_SECRET) && !strstr(log, "S3CRET") && !strstr(log, N_ID));
     CHECK(!strstr(log, N_TOKEN1) && !strstr(log, N_TOKEN2) && !strstr(log, "TOKEN-THREE"));
     CHECK(strstr(log, "access token fetched") != NULL);
@@ -1779,25 +1510,19 @@ static void test_notify_outcomes(void)
     call_reset(&a, "", 0);
     call_reset(&b, "", 0);
     g_desc->destroy(s);
-    g_http.calls = 0;
+    fh_http_reset();
 }
 
 int main(void)
 {
-    void *so = dlopen(WH_CONNECTOR_DIR "/alexa.so", RTLD_NOW | RTLD_LOCAL);
-    if (!so) {
-        fprintf(stderr, "dlopen: %s\n", dlerror());
-        return 1;
-    }
-    const wh_connector *(*entry)(void) =
-        (const wh_connector *(*)(void))dlsym(so, WH_CONNECTOR_ENTRY_NAME);
-    CHECK(entry != NULL);
-    if (!entry) {
-        dlclose(so);
+    fh.now_ms = T0;
+    fh.keep_log = true;   /* every line: nothing secret may be logged */
+    fh.dedupe_off = true; /* test_fetch_once_and_cache turns it on */
+    g_desc = fh_load(WH_CONNECTOR_DIR "/alexa.so");
+    CHECK(g_desc != NULL);
+    if (!g_desc) {
         return wh_test_done("connector.alexa");
     }
-    g_desc = entry();
-    g_seen = json_object();
     make_pki();
 
     test_descriptor_and_init();
@@ -1815,8 +1540,6 @@ int main(void)
     test_notify_outcomes();
 
     free_pki();
-    json_decref(g_seen);
-    wh_buf_free(&g_log_all);
-    dlclose(so);
+    CHECK_INT(fh_done(), 0);
     return wh_test_done("connector.alexa");
 }

@@ -1,55 +1,17 @@
 /*
- * test_console.c — the real console.so through a fake wh_host: `say` writes exactly one
- * line per message to standard output (captured by pointing fd 1 at a temp file),
- * escapes line breaks and control characters, refuses bad arguments, reports write
- * failures, and keeps lines whole when several threads say things at once.
+ * test_console.c — the real console.so through the fake host (tests/fakehost.h), reduced
+ * to the services the console uses: `say` writes exactly one line per message to
+ * standard output (captured by pointing fd 1 at a temp file), escapes line breaks and
+ * control characters, refuses bad arguments, reports write failures, and keeps lines
+ * whole when several threads say things at once.
  */
+#include "fakehost.h"
 #include "testlib.h"
 #include "util.h"
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <unistd.h>
-
-struct wh_instance {
-    const char *name;
-};
-
-struct wh_call {
-    int completes;
-    wh_outcome outcome;
-    json_t *result;
-    char error[256];
-};
-
-static void f_log(const wh_instance *inst, int level, const char *fmt, ...) {}
-
-static const char *f_instance_name(const wh_instance *inst)
-{
-    return inst->name;
-}
-
-static int f_complete(wh_call *call, wh_outcome outcome, json_t *result, long retry_after_ms,
-                      const char *error)
-{
-    call->completes++;
-    call->outcome = outcome;
-    json_decref(call->result);
-    call->result = result;
-    snprintf(call->error, sizeof call->error, "%s", error ? error : "");
-    return WH_OK;
-}
-
-/* Only what the console uses; every other service is absent. */
-static const wh_host g_host = {
-    .struct_size = sizeof(wh_host),
-    .abi_minor = WH_ABI_MINOR,
-    .log = f_log,
-    .instance_name = f_instance_name,
-    .complete = f_complete,
-};
 
 static const wh_connector *g_desc;
 static const wh_operation *g_say;
@@ -82,8 +44,7 @@ static char *capture_end(void)
 
 static void say(void *state, wh_call *call, const char *args)
 {
-    json_decref(call->result);
-    memset(call, 0, sizeof *call);
+    fh_call_clear(call);
     json_t *a = json_loads(args, JSON_ALLOW_NUL, NULL);
     CHECK(a != NULL);
     CHECK_INT(g_say->start(state, call, a), WH_OK);
@@ -230,29 +191,29 @@ static void test_concurrent(void *state)
 
 int main(void)
 {
-    void *so = dlopen(WH_CONNECTOR_DIR "/console.so", RTLD_NOW | RTLD_LOCAL);
-    if (!so) {
-        fprintf(stderr, "dlopen: %s\n", dlerror());
-        return 1;
-    }
-    const wh_connector *(*entry)(void) =
-        (const wh_connector *(*)(void))dlsym(so, WH_CONNECTOR_ENTRY_NAME);
-    CHECK(entry != NULL);
-    if (!entry) {
-        dlclose(so);
+    g_desc = fh_load(WH_CONNECTOR_DIR "/console.so");
+    CHECK(g_desc != NULL);
+    if (!g_desc) {
         return wh_test_done("connector.console");
     }
-    g_desc = entry();
     g_say = &g_desc->operations[0];
     char *dir = wh_test_tmpdir();
     CHECK(dir != NULL);
     g_out_path = malloc(strlen(dir) + 16);
     sprintf(g_out_path, "%s/stdout.txt", dir);
 
+    /* Only what the console uses, from the fake host; every other service is absent. */
+    const wh_host host = {
+        .struct_size = sizeof(wh_host),
+        .abi_minor = WH_ABI_MINOR,
+        .log = fh_host.log,
+        .instance_name = fh_host.instance_name,
+        .complete = fh_host.complete,
+    };
     wh_instance inst = {"desk"};
     json_t *cfg = json_object();
     void *state = NULL;
-    CHECK_INT(g_desc->init(&g_host, &inst, cfg, &state), WH_OK);
+    CHECK_INT(g_desc->init(&host, &inst, cfg, &state), WH_OK);
     json_decref(cfg);
 
     test_descriptor();
@@ -265,6 +226,6 @@ int main(void)
     rmdir(dir);
     free(g_out_path);
     free(dir);
-    dlclose(so);
+    CHECK_INT(fh_done(), 0);
     return wh_test_done("connector.console");
 }

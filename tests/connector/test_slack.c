@@ -1,333 +1,19 @@
 /*
- * test_slack.c — the real slack.so, loaded with dlopen and driven through a
- * fake wh_host table with a test clock, recorded HTTP exchanges answered by
- * hand, and timers run by hand: Slack's published signing vector (read from
+ * test_slack.c — the real slack.so, loaded with dlopen and driven through the
+ * fake host (tests/fakehost.h) with a test clock, recorded HTTP exchanges
+ * answered by hand, and timers run by hand: Slack's published signing vector (read from
  * ../shared/testdata/README.md), bad and stale signatures, url_verification,
  * events (de-duplication, from_self), slash commands, interactions, the
  * answers for waiting and late callers, operations' requests and outcomes,
  * pacing per channel and per method, 429 pauses, and reply polling with
  * pagination, author names and the per-thread poll interval.
  */
+#include "fakehost.h"
 #include "testlib.h"
 #include "util.h"
 #include "verify.h"
 
-#include <dlfcn.h>
-#include <stdarg.h>
 #include <strings.h>
-
-/* ------------------------------------------------------------------------ */
-/* The fake host                                                             */
-
-struct wh_instance {
-    const char *name;
-};
-
-struct wh_request {
-    const char *ctype, *body;
-    size_t body_len;
-    json_t *headers; /* lower-case name -> string */
-};
-
-struct wh_webhook {
-    int emits, rejects, answers, waits, dedupes, dones;
-    char kind[128];
-    json_t *data;
-    int status;
-    char error[64], detail[512];
-    char answer_ctype[64];
-    char *answer_body;
-    long deadline_ms;
-    json_t *fallback;
-    char dedupe_id[128];
-};
-
-struct wh_reply {
-    int status, sets;
-    char ctype[64];
-    char *body;
-};
-
-struct wh_call {
-    const char *key;
-    json_t *cursor;
-    int completes;
-    wh_outcome outcome;
-    json_t *result;
-    long retry_after;
-    char error[256];
-};
-
-static int64_t g_now;
-static char g_log[1024];
-static int g_warns, g_errors;
-static json_t *g_seen_ids; /* dedupe(): ids seen */
-
-/* Outgoing exchanges, answered by the test in order. */
-typedef struct exch {
-    char method[16];
-    char url[1024];
-    json_t *headers; /* array of "Name: value" */
-    char *body;
-    wh_http_done done;
-    void *user;
-} exch;
-#define MAX_EXCH 64
-static exch g_ex[MAX_EXCH];
-static int g_nex; /* pending */
-static int g_http_total;
-static int g_http_fail_rc;
-
-/* Timers from defer(). */
-typedef struct timer {
-    int64_t due;
-    void (*fn)(void *);
-    void *user;
-    long delay;
-} timer;
-static timer g_timers[64];
-static int g_ntimers;
-
-static void f_log(const wh_instance *inst, int level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_log, sizeof g_log, fmt, ap);
-    va_end(ap);
-    g_warns += level == WH_LOG_WARN;
-    g_errors += level == WH_LOG_ERROR;
-}
-
-static const char *f_instance_name(const wh_instance *inst)
-{
-    return inst->name;
-}
-
-static int64_t f_now_ms(const wh_instance *inst)
-{
-    return g_now;
-}
-
-static int f_publish(wh_instance *inst, const char *kind, json_t *data)
-{
-    return WH_ERR_UNSUPPORTED;
-}
-
-static const char *f_req_method(const wh_request *r)
-{
-    return "POST";
-}
-
-static const char *f_req_path(const wh_request *r)
-{
-    return "";
-}
-
-static const char *f_req_header(const wh_request *r, const char *name)
-{
-    char lower[256];
-    size_t i = 0;
-    for (; name[i] && i + 1 < sizeof lower; i++) {
-        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-    }
-    lower[i] = '\0';
-    return json_string_value(json_object_get(r->headers, lower));
-}
-
-static const char *f_req_query(const wh_request *r, const char *name)
-{
-    return NULL;
-}
-
-static const char *f_req_body(const wh_request *r, size_t *len)
-{
-    *len = r->body_len;
-    return r->body;
-}
-
-static const char *f_req_content_type(const wh_request *r)
-{
-    return r->ctype;
-}
-
-static const json_t *f_req_headers(const wh_request *r)
-{
-    return r->headers;
-}
-
-static const char *f_req_remote(const wh_request *r)
-{
-    return "127.0.0.1";
-}
-
-static int f_emit(wh_webhook *wh, const char *kind, json_t *data)
-{
-    wh->emits++;
-    snprintf(wh->kind, sizeof wh->kind, "%s", kind);
-    json_decref(wh->data);
-    wh->data = data;
-    return WH_OK;
-}
-
-static int f_reject(wh_webhook *wh, int status, const char *error, const char *detail)
-{
-    wh->rejects++;
-    wh->status = status;
-    snprintf(wh->error, sizeof wh->error, "%s", error ? error : "");
-    snprintf(wh->detail, sizeof wh->detail, "%s", detail ? detail : "");
-    return WH_OK;
-}
-
-static int f_answer(wh_webhook *wh, int status, const char *ct, const char *body, size_t len)
-{
-    wh->answers++;
-    wh->status = status;
-    snprintf(wh->answer_ctype, sizeof wh->answer_ctype, "%s", ct);
-    free(wh->answer_body);
-    wh->answer_body = strndup(body, len);
-    return WH_OK;
-}
-
-static int f_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
-{
-    wh->waits++;
-    wh->deadline_ms = deadline_ms;
-    json_decref(wh->fallback);
-    wh->fallback = json_deep_copy(fallback);
-    return WH_OK;
-}
-
-static void f_webhook_done(wh_webhook *wh)
-{
-    wh->dones++;
-}
-
-static int f_reply(wh_reply *out, int status, const char *ct, const char *body, size_t len)
-{
-    out->sets++;
-    out->status = status;
-    snprintf(out->ctype, sizeof out->ctype, "%s", ct);
-    free(out->body);
-    out->body = strndup(body, len);
-    return WH_OK;
-}
-
-static int f_reply_header(wh_reply *out, const char *name, const char *value)
-{
-    return WH_OK;
-}
-
-static const char *f_call_key(const wh_call *call)
-{
-    return call->key;
-}
-
-static const json_t *f_call_cursor(const wh_call *call)
-{
-    return call->cursor;
-}
-
-static int f_call_attempt(const wh_call *call)
-{
-    return 1;
-}
-
-static int f_complete(wh_call *call, wh_outcome outcome, json_t *result, long retry_after_ms,
-                      const char *error)
-{
-    call->completes++;
-    call->outcome = outcome;
-    json_decref(call->result);
-    call->result = result;
-    call->retry_after = retry_after_ms;
-    snprintf(call->error, sizeof call->error, "%s", error ? error : "");
-    return WH_OK;
-}
-
-static int f_http(wh_instance *inst, const wh_http_request *req, wh_http_done done, void *user)
-{
-    if (g_http_fail_rc) {
-        return g_http_fail_rc;
-    }
-    if (g_nex >= MAX_EXCH) {
-        return WH_ERR_BUSY;
-    }
-    exch *e = &g_ex[g_nex++];
-    g_http_total++;
-    memset(e, 0, sizeof *e);
-    snprintf(e->method, sizeof e->method, "%s", req->method ? req->method : "GET");
-    snprintf(e->url, sizeof e->url, "%s", req->url);
-    e->headers = json_array();
-    for (const char *const *h = req->headers; h && *h; h++) {
-        json_array_append_new(e->headers, json_string(*h));
-    }
-    e->body = req->body ? strndup(req->body, req->body_len) : NULL;
-    e->done = done;
-    e->user = user;
-    return WH_OK;
-}
-
-static long f_retry_after_ms(const wh_instance *inst, const char *value)
-{
-    return wh_retry_after_parse(value, g_now);
-}
-
-static int f_defer(wh_instance *inst, long delay_ms, void (*fn)(void *), void *user)
-{
-    if (g_ntimers >= 64) {
-        return WH_ERR_BUSY;
-    }
-    g_timers[g_ntimers++] = (timer){g_now + delay_ms, fn, user, delay_ms};
-    return WH_OK;
-}
-
-static int f_dedupe(wh_webhook *wh, const char *id)
-{
-    wh->dedupes++;
-    snprintf(wh->dedupe_id, sizeof wh->dedupe_id, "%s", id);
-    if (json_object_get(g_seen_ids, id)) {
-        return 1;
-    }
-    json_object_set_new(g_seen_ids, id, json_true());
-    return 0;
-}
-
-static const wh_host g_host = {
-    .struct_size = sizeof(wh_host),
-    .abi_minor = WH_ABI_MINOR,
-    .log = f_log,
-    .instance_name = f_instance_name,
-    .now_ms = f_now_ms,
-    .publish = f_publish,
-    .req_method = f_req_method,
-    .req_path = f_req_path,
-    .req_header = f_req_header,
-    .req_query = f_req_query,
-    .req_body = f_req_body,
-    .req_content_type = f_req_content_type,
-    .req_headers = f_req_headers,
-    .req_remote = f_req_remote,
-    .emit = f_emit,
-    .reject = f_reject,
-    .answer = f_answer,
-    .wait = f_wait,
-    .webhook_done = f_webhook_done,
-    .reply = f_reply,
-    .reply_header = f_reply_header,
-    .call_key = f_call_key,
-    .call_cursor = f_call_cursor,
-    .call_attempt = f_call_attempt,
-    .complete = f_complete,
-    .http = f_http,
-    .hmac = wh_hmac,
-    .ct_equal = wh_ct_equal,
-    .form_decode = wh_form_decode,
-    .json_path = NULL,
-    .retry_after_ms = f_retry_after_ms,
-    .req_queries = NULL,
-    .defer = f_defer,
-    .dedupe = f_dedupe,
-};
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
@@ -336,24 +22,10 @@ static const wh_connector *g_desc;
 static wh_instance g_inst = {"team"};
 static const char *const SECRET = "8f742231b10e8888abcd99yyyzzz85a5";
 
-static json_t *with_defaults(const char *given)
-{
-    json_t *cfg = json_loads(given, 0, NULL);
-    for (const wh_option *o = g_desc->options; o && o->name; o++) {
-        if (o->def && !json_object_get(cfg, o->name)) {
-            json_object_set_new(cfg, o->name, json_loads(o->def, JSON_DECODE_ANY, NULL));
-        }
-    }
-    return cfg;
-}
-
 static void *instance(const char *config)
 {
-    json_t *cfg = with_defaults(config);
     void *state = NULL;
-    int rc = g_desc->init(&g_host, &g_inst, cfg, &state);
-    json_decref(cfg);
-    CHECK_INT(rc, WH_OK);
+    CHECK_INT(fh_init(g_desc, &g_inst, config, &state), WH_OK);
     return state;
 }
 
@@ -369,22 +41,7 @@ static void *std_instance(const char *extra)
 
 static int init_rc(const char *config)
 {
-    json_t *cfg = with_defaults(config);
-    void *state = NULL;
-    int rc = g_desc->init(&g_host, &g_inst, cfg, &state);
-    json_decref(cfg);
-    if (rc == WH_OK) {
-        g_desc->destroy(state);
-    }
-    return rc;
-}
-
-static void clear_wh(wh_webhook *wh)
-{
-    json_decref(wh->data);
-    json_decref(wh->fallback);
-    free(wh->answer_body);
-    memset(wh, 0, sizeof *wh);
+    return fh_init_rc(g_desc, &g_inst, config);
 }
 
 static void sign(const char *secret, const char *ts, const char *body, char out[80])
@@ -406,14 +63,15 @@ static int deliver(void *s, wh_webhook *wh, const char *ctype, const char *body,
 {
     char tsbuf[32], sigbuf[80];
     if (!ts) {
-        snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)(g_now / 1000));
+        snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)(fh.now_ms / 1000));
         ts = tsbuf;
     }
     if (!sig) {
         sign(SECRET, ts, body, sigbuf);
         sig = sigbuf;
     }
-    wh_request r = {ctype, body, strlen(body), json_object()};
+    wh_request r = {
+        .ctype = ctype, .body = body, .body_len = strlen(body), .headers = json_object()};
     json_object_set_new(r.headers, "content-type", json_string(ctype));
     if (*ts) {
         json_object_set_new(r.headers, "x-slack-request-timestamp", json_string(ts));
@@ -421,7 +79,7 @@ static int deliver(void *s, wh_webhook *wh, const char *ctype, const char *body,
     if (*sig) {
         json_object_set_new(r.headers, "x-slack-signature", json_string(sig));
     }
-    clear_wh(wh);
+    fh_webhook_clear(wh);
     int rc = g_desc->webhook(s, &r, wh);
     json_decref(r.headers);
     return rc;
@@ -432,44 +90,14 @@ static const char *dstr(const json_t *data, const char *key)
     return json_string_value(json_object_get(data, key));
 }
 
-static void exch_free(exch *e)
-{
-    json_decref(e->headers);
-    free(e->body);
-}
-
-static void reset_http(void)
-{
-    for (int i = 0; i < g_nex; i++) {
-        exch_free(&g_ex[i]);
-    }
-    g_nex = 0;
-}
-
-static bool has_header(const exch *e, const char *line)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(e->headers, i, v)
-    {
-        if (strcasecmp(json_string_value(v), line) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Answer the oldest pending exchange: status, optional "Name: value" header, body. */
 static void answer(int status, const char *header, const char *body)
 {
-    if (g_nex == 0) {
+    if (fh_http_pending_count() == 0) {
         fprintf(stderr, "answer(): no pending exchange\n");
         wh_test_failures++;
         return;
     }
-    exch e = g_ex[0];
-    memmove(&g_ex[0], &g_ex[1], (size_t)(g_nex - 1) * sizeof g_ex[0]);
-    g_nex--;
     json_t *hdrs = json_object();
     if (header) {
         const char *colon = strchr(header, ':');
@@ -484,46 +112,17 @@ static void answer(int status, const char *header, const char *body)
     wh_http_response r = {
         status, status ? NULL : "Connection refused", 0, body ? body : "", body ? strlen(body) : 0,
         hdrs};
-    e.done(e.user, &r);
+    fh_http_respond(fh_http_pending(0), &r);
     json_decref(hdrs);
-    exch_free(&e);
 }
 
 /* The path and query of the pending exchange i, after the api_base. */
 static const char *api_path(int i)
 {
     const char *base = "http://slack.test/api";
-    return strncmp(g_ex[i].url, base, strlen(base)) == 0 ? g_ex[i].url + strlen(base) : g_ex[i].url;
-}
-
-/* Advance the clock and run the timers that are due (in due order). */
-static void advance(int64_t ms)
-{
-    g_now += ms;
-    for (;;) {
-        int best = -1;
-        for (int i = 0; i < g_ntimers; i++) {
-            if (g_timers[i].due <= g_now && (best < 0 || g_timers[i].due < g_timers[best].due)) {
-                best = i;
-            }
-        }
-        if (best < 0) {
-            return;
-        }
-        timer t = g_timers[best];
-        g_timers[best] = g_timers[--g_ntimers];
-        t.fn(t.user);
-    }
-}
-
-/* Run every timer now, as the hub does at shutdown (early). */
-static void fire_all_timers(void)
-{
-    while (g_ntimers > 0) {
-        timer t = g_timers[0];
-        g_timers[0] = g_timers[--g_ntimers];
-        t.fn(t.user);
-    }
+    return strncmp(fh_http_pending(i)->url, base, strlen(base)) == 0
+               ? fh_http_pending(i)->url + strlen(base)
+               : fh_http_pending(i)->url;
 }
 
 static const wh_operation *op(const char *name)
@@ -538,9 +137,7 @@ static const wh_operation *op(const char *name)
 
 static void reset_call(wh_call *c)
 {
-    json_decref(c->result);
-    json_decref(c->cursor);
-    memset(c, 0, sizeof *c);
+    fh_call_clear(c);
     c->key = "k1";
 }
 
@@ -559,7 +156,7 @@ static int start(void *s, const char *opname, wh_call *call, const char *args)
 
 static json_t *body_json(int i)
 {
-    return g_ex[i].body ? json_loads(g_ex[i].body, 0, NULL) : NULL;
+    return fh_http_pending(i)->body ? json_loads(fh_http_pending(i)->body, 0, NULL) : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -628,7 +225,7 @@ static void test_descriptor(void)
 
 static void test_init(void)
 {
-    g_errors = 0;
+    fh.errors = 0;
     CHECK_INT(init_rc("{\"token\": \"\", \"signing_secret\": \"s\"}"), WH_ERR_CONFIG);
     CHECK_INT(init_rc("{\"token\": \"t\", \"signing_secret\": \"\"}"), WH_ERR_CONFIG);
     CHECK_INT(init_rc("{\"token\": \"t\\r\\nX: y\", \"signing_secret\": \"s\"}"), WH_ERR_CONFIG);
@@ -643,8 +240,8 @@ static void test_init(void)
               WH_ERR_CONFIG);
     CHECK_INT(init_rc("{\"token\": \"t\", \"signing_secret\": \"s\", \"page_limit\": 0}"),
               WH_ERR_CONFIG);
-    CHECK_INT(g_errors, 8);
-    CHECK(strstr(g_log, "page_limit") != NULL);
+    CHECK_INT(fh.errors, 8);
+    CHECK(strstr(fh.log, "page_limit") != NULL);
     CHECK_INT(init_rc("{\"token\": \"t\", \"signing_secret\": \"s\"}"), WH_OK);
     g_desc->destroy(NULL);
 }
@@ -660,7 +257,7 @@ static void test_signing_vector(void)
         return;
     }
     CHECK_STR(v.secret, SECRET);
-    g_now = strtoll(v.ts, NULL, 10) * 1000 + 200; /* the test clock: when Slack signed it */
+    fh.now_ms = strtoll(v.ts, NULL, 10) * 1000 + 200; /* the test clock: when Slack signed it */
     void *s = std_instance(NULL);
     wh_webhook wh = {0};
     const char *form = "application/x-www-form-urlencoded";
@@ -733,39 +330,39 @@ static void test_signing_vector(void)
     CHECK_STR(wh.error, "bad_timestamp");
 
     /* Stale: the same authentic request more than max_skew (300 s) later, or earlier. */
-    g_now += 300 * 1000;
+    fh.now_ms += 300 * 1000;
     deliver(s, &wh, form, v.body, v.ts, v.sig);
     CHECK_INT(wh.emits, 1); /* 300 s is still inside */
-    g_now += 1000;
+    fh.now_ms += 1000;
     deliver(s, &wh, form, v.body, v.ts, v.sig);
     CHECK_INT(wh.status, 401);
     CHECK_STR(wh.error, "stale_timestamp");
     CHECK_INT(wh.emits, 0);
-    g_now = strtoll(v.ts, NULL, 10) * 1000 - 302 * 1000;
+    fh.now_ms = strtoll(v.ts, NULL, 10) * 1000 - 302 * 1000;
     deliver(s, &wh, form, v.body, v.ts, v.sig);
     CHECK_STR(wh.error, "stale_timestamp");
     g_desc->destroy(s);
 
     /* A narrower window is configurable. */
-    g_now = strtoll(v.ts, NULL, 10) * 1000 + 11 * 1000;
+    fh.now_ms = strtoll(v.ts, NULL, 10) * 1000 + 11 * 1000;
     s = std_instance("\"max_skew\": 10");
     deliver(s, &wh, form, v.body, v.ts, v.sig);
     CHECK_STR(wh.error, "stale_timestamp");
     g_desc->destroy(s);
 
     /* Another secret: the vector does not verify. */
-    g_now = strtoll(v.ts, NULL, 10) * 1000;
+    fh.now_ms = strtoll(v.ts, NULL, 10) * 1000;
     s = instance("{\"token\": \"t\", \"signing_secret\": \"other\"}");
     deliver(s, &wh, form, v.body, v.ts, v.sig);
     CHECK_STR(wh.error, "bad_signature");
     g_desc->destroy(s);
-    clear_wh(&wh);
+    fh_webhook_clear(&wh);
     free(v.body);
 }
 
 static void test_events(void)
 {
-    g_now = 1700000000000LL;
+    fh.now_ms = 1700000000000LL;
     void *s = std_instance(NULL);
     wh_webhook wh = {0};
     const char *json = "application/json";
@@ -797,9 +394,9 @@ static void test_events(void)
     CHECK_INT(wh.dedupes, 1);
     CHECK_STR(wh.dedupe_id, "Ev01");
     CHECK_INT(wh.emits, 0);
-    CHECK_INT(g_nex, 0);
-    advance(0);
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 0);
+    fh_advance(0);
+    CHECK_INT(fh_http_pending_count(), 1);
     CHECK(strncmp(api_path(0), "/users.info?user=U1", 19) == 0);
     CHECK_INT(wh.emits, 0);
     answer(200, NULL,
@@ -808,10 +405,10 @@ static void test_events(void)
     CHECK_INT(wh.emits, 1);
     CHECK_INT(wh.dones, 1);
     CHECK_STR(dstr(wh.data, "author"), "Ben");
-    advance(1000); /* the lookup's deadline passes: nothing more happens */
+    fh_advance(1000); /* the lookup's deadline passes: nothing more happens */
     CHECK_INT(wh.emits, 1);
     CHECK_INT(wh.dones, 1);
-    CHECK_INT(g_ntimers, 0);
+    CHECK_INT(fh_timer_count(), 0);
     CHECK_STR(wh.kind, "message");
     CHECK_STR(dstr(wh.data, "channel"), "C1");
     CHECK_STR(dstr(wh.data, "user"), "U1");
@@ -861,11 +458,11 @@ static void test_events(void)
                 "\"ts\":\"1700000001.000200\"},\"event_ts\":\"1700000004.000100\"}}",
                 NULL, NULL),
         WH_PENDING);
-    advance(0);
-    CHECK_INT(g_nex, 1);
-    advance(999);
+    fh_advance(0);
+    CHECK_INT(fh_http_pending_count(), 1);
+    fh_advance(999);
     CHECK_INT(wh.emits, 0);
-    advance(1);
+    fh_advance(1);
     CHECK_INT(wh.emits, 1);
     CHECK_INT(wh.dones, 1);
     CHECK(json_object_get(wh.data, "author") == NULL);
@@ -899,17 +496,17 @@ static void test_events(void)
     deliver(s, &wh, json, "not json", NULL, "v0=00");
     CHECK_INT(wh.status, 401);
     /* app_rate_limited: acknowledged with a warning */
-    g_warns = 0;
+    fh.warns = 0;
     deliver(s, &wh, json, "{\"type\":\"app_rate_limited\",\"minute_rate_limited\":1}", NULL, NULL);
     CHECK_INT(wh.answers, 1);
-    CHECK_INT(g_warns, 1);
-    clear_wh(&wh);
+    CHECK_INT(fh.warns, 1);
+    fh_webhook_clear(&wh);
     g_desc->destroy(s);
 }
 
 static void test_interaction_and_answers(void)
 {
-    g_now = 1700000000000LL;
+    fh.now_ms = 1700000000000LL;
     void *s = std_instance("\"deadline_ms\": 1200");
     wh_webhook wh = {0};
     const char *form = "application/x-www-form-urlencoded";
@@ -972,27 +569,28 @@ static void test_interaction_and_answers(void)
     g_desc->respond(s, cmd_event, empty, &out);
     CHECK_INT(out.status, 200);
     CHECK_STR(out.body, "");
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
 
     /* late(): the answer that missed the deadline goes to the response_url. */
     CHECK_INT(g_desc->late(s, cmd_event, resp), WH_OK);
-    CHECK_INT(g_nex, 1);
-    CHECK_STR(g_ex[0].method, "POST");
-    CHECK_STR(g_ex[0].url, "http://slack.test/commands/9");
-    CHECK(has_header(&g_ex[0], "Content-Type: application/json; charset=utf-8"));
-    CHECK_STR(g_ex[0].body, "{\"response_type\":\"in_channel\",\"text\":\"Noted, Ana\"}");
+    CHECK_INT(fh_http_pending_count(), 1);
+    CHECK_STR(fh_http_pending(0)->method, "POST");
+    CHECK_STR(fh_http_pending(0)->url, "http://slack.test/commands/9");
+    CHECK(fh_http_has_header(fh_http_pending(0), "Content-Type: application/json; charset=utf-8"));
+    CHECK_STR(fh_http_pending(0)->body,
+              "{\"response_type\":\"in_channel\",\"text\":\"Noted, Ana\"}");
     /* a 503 is retried on a timer, then delivered */
     answer(503, NULL, "busy");
-    CHECK_INT(g_nex, 0);
-    CHECK_INT(g_ntimers, 1);
-    advance(1000);
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 0);
+    CHECK_INT(fh_timer_count(), 1);
+    fh_advance(1000);
+    CHECK_INT(fh_http_pending_count(), 1);
     answer(200, NULL, "ok");
-    CHECK_INT(g_nex, 0);
-    CHECK_INT(g_ntimers, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
+    CHECK_INT(fh_timer_count(), 0);
     /* nothing to say: nothing sent */
     CHECK_INT(g_desc->late(s, cmd_event, empty), WH_OK);
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
 
     /* An interaction's message goes to its response_url; the ack is empty. */
     json_t *ia_event = json_pack("{s:s, s:{s:s}}", "kind", "interaction", "data", "response_url",
@@ -1000,9 +598,9 @@ static void test_interaction_and_answers(void)
     json_t *ia_resp = json_pack("{s:s, s:b}", "text", "Approved", "replace_original", 1);
     g_desc->respond(s, ia_event, ia_resp, &out);
     CHECK_STR(out.body, "");
-    CHECK_INT(g_nex, 1);
-    CHECK_STR(g_ex[0].url, "http://slack.test/actions/1");
-    CHECK_STR(g_ex[0].body,
+    CHECK_INT(fh_http_pending_count(), 1);
+    CHECK_STR(fh_http_pending(0)->url, "http://slack.test/actions/1");
+    CHECK_STR(fh_http_pending(0)->body,
               "{\"response_type\":\"ephemeral\",\"text\":\"Approved\",\"replace_original\":true}");
     answer(200, NULL, "ok");
     /* a view_submission's response_action is the body */
@@ -1011,7 +609,7 @@ static void test_interaction_and_answers(void)
     g_desc->respond(s, ia_event, ra, &out);
     CHECK_STR(out.ctype, "application/json");
     CHECK_STR(out.body, "{\"response_action\":\"errors\",\"errors\":{\"title\":\"Too short\"}}");
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
 
     json_decref(ra);
     json_decref(ia_resp);
@@ -1019,8 +617,8 @@ static void test_interaction_and_answers(void)
     json_decref(empty);
     json_decref(resp);
     json_decref(cmd_event);
-    free(out.body);
-    clear_wh(&wh);
+    fh_reply_clear(&out);
+    fh_webhook_clear(&wh);
     g_desc->destroy(s);
 }
 
@@ -1029,7 +627,7 @@ static void test_interaction_and_answers(void)
 
 static void test_post_message(void)
 {
-    g_now = 1700000000000LL;
+    fh.now_ms = 1700000000000LL;
     void *s = std_instance(NULL);
     wh_call call = {0};
 
@@ -1039,11 +637,11 @@ static void test_post_message(void)
                     "\"thread_ts\": \"\"}"),
               WH_OK);
     CHECK_INT(call.completes, 0);
-    CHECK_INT(g_nex, 1);
-    CHECK_STR(g_ex[0].method, "POST");
+    CHECK_INT(fh_http_pending_count(), 1);
+    CHECK_STR(fh_http_pending(0)->method, "POST");
     CHECK_STR(api_path(0), "/chat.postMessage");
-    CHECK(has_header(&g_ex[0], "Authorization: Bearer xoxb-test"));
-    CHECK(has_header(&g_ex[0], "Content-Type: application/json; charset=utf-8"));
+    CHECK(fh_http_has_header(fh_http_pending(0), "Authorization: Bearer xoxb-test"));
+    CHECK(fh_http_has_header(fh_http_pending(0), "Content-Type: application/json; charset=utf-8"));
     json_t *b = body_json(0);
     CHECK_STR(dstr(b, "channel"), "C1");
     CHECK_STR(dstr(b, "text"), "Ana is presenting: Q3 — reply in the thread");
@@ -1083,9 +681,9 @@ static void test_post_message(void)
         {0, NULL, NULL, WH_CALL_RETRY, "chat.postMessage: Connection refused", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        advance(1000); /* one post a second per channel */
+        fh_advance(1000); /* one post a second per channel */
         start(s, "post_message", &call, "{\"channel\": \"C1\", \"text\": \"x\"}");
-        CHECK_INT(g_nex, 1);
+        CHECK_INT(fh_http_pending_count(), 1);
         answer(cases[i].status, cases[i].header, cases[i].body);
         CHECK_INT(call.completes, 1);
         CHECK_INT(call.outcome, cases[i].outcome);
@@ -1095,7 +693,7 @@ static void test_post_message(void)
         CHECK_INT(call.retry_after, cases[i].retry_after);
     }
     /* the failure keeps Slack's answer for the dead letter */
-    advance(1000);
+    fh_advance(1000);
     start(s, "post_message", &call, "{\"channel\": \"C1\", \"text\": \"x\"}");
     answer(200, NULL, "{\"ok\":false,\"error\":\"channel_not_found\"}");
     CHECK_STR(dstr(call.result, "error"), "channel_not_found");
@@ -1112,11 +710,11 @@ static void test_post_message(void)
         CHECK_INT(call.completes, 1);
         CHECK_INT(call.outcome, WH_CALL_FAIL);
         CHECK(strncmp(call.error, "post_message: ", 14) == 0);
-        CHECK_INT(g_nex, 0);
+        CHECK_INT(fh_http_pending_count(), 0);
     }
 
     /* update_message and add_reaction */
-    advance(2000);
+    fh_advance(2000);
     start(s, "update_message", &call,
           "{\"channel\": \"C1\", \"ts\": \"1700000000.000100\", \"text\": \"edited\"}");
     CHECK_STR(api_path(0), "/chat.update");
@@ -1145,11 +743,11 @@ static void test_post_message(void)
     CHECK_INT(call.outcome, WH_CALL_OK);
 
     /* http() refusing to start: RETRY, or FAIL for an invalid request */
-    advance(2000);
-    g_http_fail_rc = WH_ERR_STATE;
+    fh_advance(2000);
+    fh.http_rc = WH_ERR_STATE;
     start(s, "post_message", &call, "{\"channel\": \"C1\", \"text\": \"x\"}");
     CHECK_INT(call.outcome, WH_CALL_RETRY);
-    g_http_fail_rc = 0;
+    fh.http_rc = 0;
 
     reset_call(&call);
     g_desc->destroy(s);
@@ -1157,24 +755,24 @@ static void test_post_message(void)
 
 static void test_pacing_and_pauses(void)
 {
-    g_now = 1700000000000LL;
+    fh.now_ms = 1700000000000LL;
     void *s = std_instance(NULL);
-    wh_call a = {0}, b = {0}, c = {0}, d = {0};
+    wh_call a = {0}, b = {0}, c = {0};
 
     /* One post a second per channel: the second to C1 waits on a timer, C2 goes at once. */
     start(s, "post_message", &a, "{\"channel\": \"C1\", \"text\": \"1\"}");
     start(s, "post_message", &b, "{\"channel\": \"C1\", \"text\": \"2\"}");
     start(s, "post_message", &c, "{\"channel\": \"C2\", \"text\": \"3\"}");
-    CHECK_INT(g_nex, 2);
-    CHECK(strstr(g_ex[0].body, "\"1\"") != NULL);
-    CHECK(strstr(g_ex[1].body, "\"3\"") != NULL);
-    CHECK_INT(g_ntimers, 1);
-    CHECK_INT(g_timers[0].delay, 1000);
-    advance(999);
-    CHECK_INT(g_nex, 2);
-    advance(1);
-    CHECK_INT(g_nex, 3);
-    CHECK(strstr(g_ex[2].body, "\"2\"") != NULL);
+    CHECK_INT(fh_http_pending_count(), 2);
+    CHECK(strstr(fh_http_pending(0)->body, "\"1\"") != NULL);
+    CHECK(strstr(fh_http_pending(1)->body, "\"3\"") != NULL);
+    CHECK_INT(fh_timer_count(), 1);
+    CHECK_INT(fh_timer_at(0)->delay_ms, 1000);
+    fh_advance(999);
+    CHECK_INT(fh_http_pending_count(), 2);
+    fh_advance(1);
+    CHECK_INT(fh_http_pending_count(), 3);
+    CHECK(strstr(fh_http_pending(2)->body, "\"2\"") != NULL);
     answer(200, NULL, "{\"ok\":true,\"channel\":\"C1\",\"ts\":\"1.1\"}");
     answer(200, NULL, "{\"ok\":true,\"channel\":\"C2\",\"ts\":\"1.2\"}");
     answer(200, NULL, "{\"ok\":true,\"channel\":\"C1\",\"ts\":\"1.3\"}");
@@ -1182,29 +780,29 @@ static void test_pacing_and_pauses(void)
     CHECK_STR(dstr(b.result, "ts"), "1.3");
 
     /* A 429 pauses chat.postMessage (every channel) for Retry-After; reactions go on. */
-    advance(5000);
+    fh_advance(5000);
     start(s, "post_message", &a, "{\"channel\": \"C1\", \"text\": \"4\"}");
     answer(429, "Retry-After: 7", "{\"ok\":false,\"error\":\"ratelimited\"}");
     CHECK_INT(a.outcome, WH_CALL_RETRY);
     CHECK_INT(a.retry_after, 7000);
     CHECK_STR(a.error, "chat.postMessage: HTTP 429 rate limited");
-    int before = g_http_total;
+    int before = fh_http_count();
     start(s, "post_message", &b, "{\"channel\": \"C3\", \"text\": \"5\"}");
-    CHECK_INT(g_http_total, before); /* not sent */
+    CHECK_INT(fh_http_count(), before); /* not sent */
     CHECK_INT(b.completes, 1);
     CHECK_INT(b.outcome, WH_CALL_RETRY);
     CHECK_INT(b.retry_after, 7000);
     start(s, "add_reaction", &c, "{\"channel\": \"C1\", \"ts\": \"1.1\", \"name\": \"eyes\"}");
-    CHECK_INT(g_http_total, before + 1);
+    CHECK_INT(fh_http_count(), before + 1);
     CHECK_STR(api_path(0), "/reactions.add");
     answer(200, NULL, "{\"ok\":true}");
     CHECK_INT(c.outcome, WH_CALL_OK);
-    advance(3000);
+    fh_advance(3000);
     start(s, "post_message", &b, "{\"channel\": \"C3\", \"text\": \"5\"}");
     CHECK_INT(b.retry_after, 4000);
-    advance(4000);
+    fh_advance(4000);
     start(s, "post_message", &b, "{\"channel\": \"C3\", \"text\": \"5\"}");
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 1);
     answer(200, NULL, "{\"ok\":true,\"channel\":\"C3\",\"ts\":\"2.1\"}");
     CHECK_INT(b.outcome, WH_CALL_OK);
 
@@ -1213,35 +811,39 @@ static void test_pacing_and_pauses(void)
     answer(200, NULL, "{\"ok\":false,\"error\":\"ratelimited\"}");
     CHECK_INT(c.outcome, WH_CALL_RETRY);
     CHECK_INT(c.retry_after, 30000);
-    before = g_http_total;
+    before = fh_http_count();
     start(s, "add_reaction", &c, "{\"channel\": \"C1\", \"ts\": \"1.1\", \"name\": \"eyes\"}");
-    CHECK_INT(g_http_total, before);
+    CHECK_INT(fh_http_count(), before);
     CHECK_INT(c.outcome, WH_CALL_RETRY);
 
     /* Tier 3 pacing: a burst of ten seconds' worth, then one per 1.2 s (50/min). */
-    advance(60000);
-    int sent = g_http_total;
+    fh_advance(60000);
+    int sent = fh_http_count();
+    wh_call burst[10] = {{0}}; /* one wh_call per call, as the hub has */
     for (int i = 0; i < 10; i++) {
-        wh_call *t = (i % 2) ? &c : &d;
-        start(s, "update_message", t, "{\"channel\": \"C1\", \"ts\": \"1.1\", \"text\": \"edit\"}");
+        start(s, "update_message", &burst[i],
+              "{\"channel\": \"C1\", \"ts\": \"1.1\", \"text\": \"edit\"}");
     }
-    CHECK_INT(g_http_total - sent, 8);
-    CHECK_INT(g_ntimers, 1);
-    CHECK_INT(g_timers[0].delay, 1200);
-    advance(1200);
-    CHECK_INT(g_http_total - sent, 9);
+    CHECK_INT(fh_http_count() - sent, 8);
+    CHECK_INT(fh_timer_count(), 1);
+    CHECK_INT(fh_timer_at(0)->delay_ms, 1200);
+    fh_advance(1200);
+    CHECK_INT(fh_http_count() - sent, 9);
     /* shutdown: the hub runs pending timers early; the lane drains instead of re-arming */
-    fire_all_timers();
-    CHECK_INT(g_http_total - sent, 10);
-    CHECK_INT(g_ntimers, 0);
-    while (g_nex) {
+    fh_fire_timers();
+    CHECK_INT(fh_http_count() - sent, 10);
+    CHECK_INT(fh_timer_count(), 0);
+    while (fh_http_pending_count()) {
         answer(200, NULL, "{\"ok\":true,\"channel\":\"C1\",\"ts\":\"1.1\"}");
+    }
+    for (int i = 0; i < 10; i++) {
+        CHECK_INT(burst[i].completes, 1);
+        reset_call(&burst[i]);
     }
 
     reset_call(&a);
     reset_call(&b);
     reset_call(&c);
-    reset_call(&d);
     g_desc->destroy(s);
 }
 
@@ -1265,7 +867,7 @@ static const char *query_arg(const char *url, const char *name, char *out, size_
 
 static void test_thread_replies(void)
 {
-    g_now = 1700000100000LL;
+    fh.now_ms = 1700000100000LL;
     void *s = std_instance(NULL);
     wh_call call = {0};
     char v[256];
@@ -1273,20 +875,20 @@ static void test_thread_replies(void)
 
     /* First poll: who are we (auth.test), then the thread, page by page. */
     start(s, "thread_replies", &call, args);
-    CHECK_INT(g_nex, 1);
-    CHECK_STR(g_ex[0].method, "POST");
+    CHECK_INT(fh_http_pending_count(), 1);
+    CHECK_STR(fh_http_pending(0)->method, "POST");
     CHECK_STR(api_path(0), "/auth.test");
     answer(200, NULL, "{\"ok\":true,\"user_id\":\"UBOT\",\"bot_id\":\"BBOT\",\"team_id\":\"T1\"}");
-    CHECK_INT(g_nex, 1);
-    CHECK_STR(g_ex[0].method, "GET");
+    CHECK_INT(fh_http_pending_count(), 1);
+    CHECK_STR(fh_http_pending(0)->method, "GET");
     CHECK(strncmp(api_path(0), "/conversations.replies?", 23) == 0);
-    CHECK(has_header(&g_ex[0], "Authorization: Bearer xoxb-test"));
-    CHECK(g_ex[0].body == NULL);
-    CHECK_STR(query_arg(g_ex[0].url, "channel", v, sizeof v), "C1");
-    CHECK_STR(query_arg(g_ex[0].url, "ts", v, sizeof v), "1700000000.000100");
-    CHECK_STR(query_arg(g_ex[0].url, "oldest", v, sizeof v), "1700000000.000100");
-    CHECK_STR(query_arg(g_ex[0].url, "limit", v, sizeof v), "200");
-    CHECK(query_arg(g_ex[0].url, "cursor", v, sizeof v) == NULL);
+    CHECK(fh_http_has_header(fh_http_pending(0), "Authorization: Bearer xoxb-test"));
+    CHECK(fh_http_pending(0)->body == NULL);
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "channel", v, sizeof v), "C1");
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "ts", v, sizeof v), "1700000000.000100");
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "oldest", v, sizeof v), "1700000000.000100");
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "limit", v, sizeof v), "200");
+    CHECK(query_arg(fh_http_pending(0)->url, "cursor", v, sizeof v) == NULL);
     answer(200, NULL,
            "{\"ok\":true,\"has_more\":true,\"messages\":["
            "{\"ts\":\"1700000000.000100\",\"user\":\"UBOT\",\"text\":\"Ana is presenting\","
@@ -1296,8 +898,8 @@ static void test_thread_replies(void)
            "{\"ts\":\"1700000011.000100\",\"user\":\"UBOT\",\"bot_id\":\"BBOT\",\"text\":\"(bot)\","
            "\"thread_ts\":\"1700000000.000100\"}],"
            "\"response_metadata\":{\"next_cursor\":\"bmV4dDox+/=\"}}");
-    CHECK_INT(g_nex, 1);
-    CHECK_STR(query_arg(g_ex[0].url, "cursor", v, sizeof v), "bmV4dDox%2B%2F%3D");
+    CHECK_INT(fh_http_pending_count(), 1);
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "cursor", v, sizeof v), "bmV4dDox%2B%2F%3D");
     answer(200, NULL,
            "{\"ok\":true,\"has_more\":false,\"messages\":["
            "{\"ts\":\"1700000000.000100\",\"user\":\"UBOT\",\"text\":\"Ana is presenting\"},"
@@ -1309,7 +911,7 @@ static void test_thread_replies(void)
            "\"text\":\"joined\"}],"
            "\"response_metadata\":{\"next_cursor\":\"\"}}");
     /* authors: one users.info per user, display name first, real name otherwise */
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 1);
     CHECK(strncmp(api_path(0), "/users.info?user=U1", 19) == 0);
     answer(200, NULL,
            "{\"ok\":true,\"user\":{\"id\":\"U1\",\"name\":\"ben\",\"real_name\":\"Ben "
@@ -1318,7 +920,7 @@ static void test_thread_replies(void)
     answer(200, NULL,
            "{\"ok\":true,\"user\":{\"id\":\"U2\",\"name\":\"chen\",\"profile\":"
            "{\"display_name\":\"\",\"real_name\":\"Chen Li\"}}}");
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
     CHECK_INT(call.completes, 1);
     CHECK_INT(call.outcome, WH_CALL_OK);
     const json_t *items = json_object_get(call.result, "items");
@@ -1341,9 +943,9 @@ static void test_thread_replies(void)
     /* The next poll 5 s later is too early (replies_poll_every 20 s): no call, same cursor. */
     json_t *prev = json_deep_copy(cursor);
     call.cursor = json_incref(prev);
-    advance(5000);
+    fh_advance(5000);
     start(s, "thread_replies", &call, args);
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
     CHECK_INT(call.outcome, WH_CALL_OK);
     CHECK_INT(json_array_size(json_object_get(call.result, "items")), 0);
     CHECK(json_equal(json_object_get(call.result, "cursor"), prev));
@@ -1351,28 +953,28 @@ static void test_thread_replies(void)
     json_decref(call.cursor);
     call.cursor = NULL;
     start(s, "thread_replies", &call, args);
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
     CHECK(json_is_null(json_object_get(call.result, "cursor")) ||
           json_object_get(call.result, "cursor") == NULL);
     /* another thread is not held back */
     start(s, "thread_replies", &call, "{\"channel\": \"C1\", \"ts\": \"1700000050.000100\"}");
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 1);
     answer(200, NULL, "{\"ok\":true,\"messages\":[]}");
     CHECK_INT(call.outcome, WH_CALL_OK);
     CHECK_STR(dstr(json_object_get(call.result, "cursor"), "oldest"), "1700000050.000100");
 
     /* 20 s after the first: polls from the cursor; names come from the cache. */
     call.cursor = json_incref(prev);
-    advance(15000);
+    fh_advance(15000);
     start(s, "thread_replies", &call, args);
-    CHECK_INT(g_nex, 1);
-    CHECK_STR(query_arg(g_ex[0].url, "oldest", v, sizeof v), "1700000014.000100");
+    CHECK_INT(fh_http_pending_count(), 1);
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "oldest", v, sizeof v), "1700000014.000100");
     answer(200, NULL,
            "{\"ok\":true,\"messages\":["
            "{\"ts\":\"1700000000.000100\",\"user\":\"UBOT\",\"text\":\"Ana is presenting\"},"
            "{\"ts\":\"1700000013.000100\",\"user\":\"U1\",\"text\":\"and the notes\"},"
            "{\"ts\":\"1700000090.000100\",\"user\":\"U1\",\"text\":\"see you\"}]}");
-    CHECK_INT(g_nex, 0); /* no users.info: cached */
+    CHECK_INT(fh_http_pending_count(), 0); /* no users.info: cached */
     items = json_object_get(call.result, "items");
     CHECK_INT(json_array_size(items), 1);
     CHECK_STR(dstr(json_array_get(items, 0), "text"), "see you");
@@ -1388,12 +990,12 @@ static void test_thread_replies(void)
             "\"ts\":\"1700000095.000100\",\"thread_ts\":\"1700000000.000100\"}}",
             NULL, NULL);
     CHECK_STR(dstr(wh.data, "author"), "Chen Li");
-    clear_wh(&wh);
+    fh_webhook_clear(&wh);
 
     /* Errors: a failed users.info leaves the id as the name; a failed page fails the poll. */
     json_decref(call.cursor);
     call.cursor = NULL;
-    advance(30000);
+    fh_advance(30000);
     start(s, "thread_replies", &call, "{\"channel\": \"C1\", \"ts\": \"1700000200.000100\"}");
     answer(200, NULL,
            "{\"ok\":true,\"messages\":[{\"ts\":\"1700000201.000100\",\"user\":\"U9\","
@@ -1410,7 +1012,7 @@ static void test_thread_replies(void)
     answer(503, NULL, "");
     CHECK_INT(call.outcome, WH_CALL_RETRY);
     start(s, "thread_replies", &call, "{\"channel\": \"C1\", \"ts\": \"1700000400.000100\"}");
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 1);
     answer(429, "Retry-After: 60", "");
     CHECK_INT(call.outcome, WH_CALL_RETRY);
     CHECK_INT(call.retry_after, 60000);
@@ -1418,7 +1020,7 @@ static void test_thread_replies(void)
     CHECK_INT(call.outcome, WH_CALL_FAIL);
     start(s, "thread_replies", &call, "{\"channel\": \"C1\", \"ts\": \"soon\"}");
     CHECK_INT(call.outcome, WH_CALL_FAIL);
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
     reset_call(&call);
     g_desc->destroy(s);
 }
@@ -1426,23 +1028,23 @@ static void test_thread_replies(void)
 static void test_replies_restricted_and_history(void)
 {
     /* An app limited to one conversations.replies call a minute, 15 per page. */
-    g_now = 1700000100000LL;
+    fh.now_ms = 1700000100000LL;
     void *s = std_instance("\"bot_user_id\": \"UBOT\", \"replies_per_min\": 1, "
                            "\"replies_poll_every\": 60, \"page_limit\": 15");
     wh_call call = {0};
     char v[64];
     start(s, "thread_replies", &call, "{\"channel\": \"C1\", \"ts\": \"1700000000.000100\"}");
-    CHECK_INT(g_nex, 1); /* bot_user_id configured: no auth.test */
-    CHECK_STR(query_arg(g_ex[0].url, "limit", v, sizeof v), "15");
+    CHECK_INT(fh_http_pending_count(), 1); /* bot_user_id configured: no auth.test */
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "limit", v, sizeof v), "15");
     answer(200, NULL,
            "{\"ok\":true,\"messages\":[{\"ts\":\"1700000001.000100\",\"user\":"
            "\"UBOT\"}],\"response_metadata\":{\"next_cursor\":\"p2\"}}");
     /* the second page waits a minute on a timer */
-    CHECK_INT(g_nex, 0);
-    CHECK_INT(g_ntimers, 1);
-    CHECK_INT(g_timers[0].delay, 60000);
-    advance(60000);
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 0);
+    CHECK_INT(fh_timer_count(), 1);
+    CHECK_INT(fh_timer_at(0)->delay_ms, 60000);
+    fh_advance(60000);
+    CHECK_INT(fh_http_pending_count(), 1);
     answer(200, NULL, "{\"ok\":true,\"messages\":[]}");
     CHECK_INT(call.outcome, WH_CALL_OK);
     CHECK_INT(json_array_size(json_object_get(call.result, "items")), 0); /* own message only */
@@ -1450,18 +1052,18 @@ static void test_replies_restricted_and_history(void)
     g_desc->destroy(s);
 
     /* channel_history: the first poll marks the start; later ones return what is new. */
-    g_now = 1700000100000LL;
+    fh.now_ms = 1700000100000LL;
     s = std_instance("\"bot_user_id\": \"UBOT\"");
     start(s, "channel_history", &call, "{\"channel\": \"C1\"}");
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
     CHECK_INT(call.outcome, WH_CALL_OK);
     CHECK_STR(dstr(json_object_get(call.result, "cursor"), "oldest"), "1700000100.000000");
     call.cursor = json_deep_copy(json_object_get(call.result, "cursor"));
-    advance(10000);
+    fh_advance(10000);
     start(s, "channel_history", &call, "{\"channel\": \"C1\"}");
-    CHECK_INT(g_nex, 1);
+    CHECK_INT(fh_http_pending_count(), 1);
     CHECK(strncmp(api_path(0), "/conversations.history?", 23) == 0);
-    CHECK_STR(query_arg(g_ex[0].url, "oldest", v, sizeof v), "1700000100.000000");
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "oldest", v, sizeof v), "1700000100.000000");
     /* newest first, as Slack sends them */
     answer(200, NULL,
            "{\"ok\":true,\"messages\":["
@@ -1484,36 +1086,27 @@ static void test_replies_restricted_and_history(void)
     json_decref(call.cursor);
     call.cursor = NULL;
     start(s, "channel_history", &call, "{\"channel\": \"C1\", \"oldest\": \"0\"}");
-    CHECK_STR(query_arg(g_ex[0].url, "oldest", v, sizeof v), "0");
+    CHECK_STR(query_arg(fh_http_pending(0)->url, "oldest", v, sizeof v), "0");
     answer(200, NULL, "{\"ok\":true,\"messages\":[]}");
     CHECK_INT(call.outcome, WH_CALL_OK);
     /* a foreign cursor is ignored with a warning */
     call.cursor = json_string("abc");
-    g_warns = 0;
+    fh.warns = 0;
     start(s, "channel_history", &call, "{\"channel\": \"C1\"}");
-    CHECK_INT(g_warns, 1);
+    CHECK_INT(fh.warns, 1);
     CHECK_INT(call.outcome, WH_CALL_OK);
-    CHECK_INT(g_nex, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
     reset_call(&call);
     g_desc->destroy(s);
 }
 
 int main(void)
 {
-    void *so = dlopen(WH_CONNECTOR_DIR "/slack.so", RTLD_NOW | RTLD_LOCAL);
-    if (!so) {
-        fprintf(stderr, "dlopen: %s\n", dlerror());
-        return 1;
-    }
-    const wh_connector *(*entry)(void) =
-        (const wh_connector *(*)(void))dlsym(so, WH_CONNECTOR_ENTRY_NAME);
-    CHECK(entry != NULL);
-    if (!entry) {
-        dlclose(so);
+    g_desc = fh_load(WH_CONNECTOR_DIR "/slack.so");
+    CHECK(g_desc != NULL);
+    if (!g_desc) {
         return wh_test_done("connector.slack");
     }
-    g_desc = entry();
-    g_seen_ids = json_object();
 
     test_descriptor();
     test_init();
@@ -1524,11 +1117,9 @@ int main(void)
     test_pacing_and_pauses();
     test_thread_replies();
     test_replies_restricted_and_history();
-    CHECK_INT(g_nex, 0);
-    CHECK_INT(g_ntimers, 0);
+    CHECK_INT(fh_http_pending_count(), 0);
+    CHECK_INT(fh_timer_count(), 0);
 
-    reset_http();
-    json_decref(g_seen_ids);
-    dlclose(so);
+    CHECK_INT(fh_done(), 0);
     return wh_test_done("connector.slack");
 }

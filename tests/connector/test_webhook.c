@@ -1,316 +1,44 @@
 /*
- * test_webhook.c — the real webhook.so, loaded with dlopen and driven through a
- * fake wh_host table: signature checks (GitHub's published vector), kinds,
+ * test_webhook.c — the real webhook.so, loaded with dlopen and driven through the
+ * fake host (tests/fakehost.h): signature checks (GitHub's published vector), kinds,
  * body decoding, header filtering, and the `request` operation's encodings and
  * outcome mapping against canned responses. No network, no sleeps.
  */
+#include "fakehost.h"
 #include "testlib.h"
 #include "util.h"
 #include "verify.h"
 
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <strings.h>
 
 /* ------------------------------------------------------------------------ */
-/* The fake host                                                             */
-
-struct wh_instance {
-    const char *name;
-};
-
-struct wh_request {
-    const char *method, *path, *ctype, *body;
-    size_t body_len;
-    json_t *headers; /* lower-case name -> string */
-};
-
-struct wh_webhook {
-    int emits, rejects;
-    char kind[128];
-    json_t *data;
-    int status;
-    char error[64], detail[512];
-};
-
-struct wh_call {
-    const char *key;
-    int completes;
-    wh_outcome outcome;
-    json_t *result;
-    long retry_after;
-    char error[256];
-};
-
-static int64_t g_now = 784111777000LL - 60000; /* 1994-11-06T08:48:37Z */
-static char g_log[1024];
-static int g_warns, g_errors;
-static int g_emit_rc;
-
-static struct {
-    int calls;
-    int fail_rc; /* returned by http() when non-zero */
-    char method[40], url[512];
-    json_t *headers; /* array of "Name: value" */
-    char *body;
-    size_t body_len;
-    long timeout_ms;
-    wh_http_done done;
-    void *user;
-} g_http;
-
-static void f_log(const wh_instance *inst, int level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_log, sizeof g_log, fmt, ap);
-    va_end(ap);
-    g_warns += level == WH_LOG_WARN;
-    g_errors += level == WH_LOG_ERROR;
-}
-
-static const char *f_instance_name(const wh_instance *inst)
-{
-    return inst->name;
-}
-
-static int64_t f_now_ms(const wh_instance *inst)
-{
-    return g_now;
-}
-
-static int f_publish(wh_instance *inst, const char *kind, json_t *data)
-{
-    return WH_ERR_UNSUPPORTED;
-}
-
-static const char *f_req_method(const wh_request *r)
-{
-    return r->method;
-}
-
-static const char *f_req_path(const wh_request *r)
-{
-    return r->path;
-}
-
-static const char *f_req_header(const wh_request *r, const char *name)
-{
-    char lower[256];
-    size_t i = 0;
-    for (; name[i] && i + 1 < sizeof lower; i++) {
-        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-    }
-    lower[i] = '\0';
-    return json_string_value(json_object_get(r->headers, lower));
-}
-
-static const char *f_req_query(const wh_request *r, const char *name)
-{
-    return NULL;
-}
-
-static const char *f_req_body(const wh_request *r, size_t *len)
-{
-    *len = r->body_len;
-    return r->body;
-}
-
-static const char *f_req_content_type(const wh_request *r)
-{
-    return r->ctype;
-}
-
-static const json_t *f_req_headers(const wh_request *r)
-{
-    return r->headers;
-}
-
-static const char *f_req_remote(const wh_request *r)
-{
-    return "127.0.0.1";
-}
-
-static int f_emit(wh_webhook *wh, const char *kind, json_t *data)
-{
-    if (g_emit_rc) {
-        return g_emit_rc;
-    }
-    wh->emits++;
-    snprintf(wh->kind, sizeof wh->kind, "%s", kind);
-    json_decref(wh->data);
-    wh->data = data;
-    return WH_OK;
-}
-
-static int f_reject(wh_webhook *wh, int status, const char *error, const char *detail)
-{
-    wh->rejects++;
-    wh->status = status;
-    snprintf(wh->error, sizeof wh->error, "%s", error ? error : "");
-    snprintf(wh->detail, sizeof wh->detail, "%s", detail ? detail : "");
-    return WH_OK;
-}
-
-static int f_answer(wh_webhook *wh, int status, const char *ct, const char *body, size_t len)
-{
-    return WH_ERR_UNSUPPORTED;
-}
-
-static int f_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
-{
-    return WH_ERR_UNSUPPORTED;
-}
-
-static void f_webhook_done(wh_webhook *wh) {}
-
-static int f_reply(wh_reply *out, int status, const char *ct, const char *body, size_t len)
-{
-    return WH_ERR_UNSUPPORTED;
-}
-
-static int f_reply_header(wh_reply *out, const char *name, const char *value)
-{
-    return WH_ERR_UNSUPPORTED;
-}
-
-static const char *f_call_key(const wh_call *call)
-{
-    return call->key;
-}
-
-static const json_t *f_call_cursor(const wh_call *call)
-{
-    return NULL;
-}
-
-static int f_call_attempt(const wh_call *call)
-{
-    return 1;
-}
-
-static int f_complete(wh_call *call, wh_outcome outcome, json_t *result, long retry_after_ms,
-                      const char *error)
-{
-    call->completes++;
-    call->outcome = outcome;
-    json_decref(call->result);
-    call->result = result;
-    call->retry_after = retry_after_ms;
-    snprintf(call->error, sizeof call->error, "%s", error ? error : "");
-    return WH_OK;
-}
-
-static int f_http(wh_instance *inst, const wh_http_request *req, wh_http_done done, void *user)
-{
-    if (g_http.fail_rc) {
-        return g_http.fail_rc;
-    }
-    g_http.calls++;
-    snprintf(g_http.method, sizeof g_http.method, "%s", req->method ? req->method : "GET");
-    snprintf(g_http.url, sizeof g_http.url, "%s", req->url);
-    json_decref(g_http.headers);
-    g_http.headers = json_array();
-    for (const char *const *h = req->headers; h && *h; h++) {
-        json_array_append_new(g_http.headers, json_string(*h));
-    }
-    free(g_http.body);
-    g_http.body = NULL;
-    g_http.body_len = req->body_len;
-    if (req->body) {
-        g_http.body = malloc(req->body_len + 1);
-        memcpy(g_http.body, req->body, req->body_len);
-        g_http.body[req->body_len] = '\0';
-    }
-    g_http.timeout_ms = req->timeout_ms;
-    g_http.done = done;
-    g_http.user = user;
-    return WH_OK;
-}
-
-static long f_retry_after_ms(const wh_instance *inst, const char *value)
-{
-    return wh_retry_after_parse(value, g_now);
-}
-
-static const wh_host g_host = {
-    .struct_size = sizeof(wh_host),
-    .abi_minor = WH_ABI_MINOR,
-    .log = f_log,
-    .instance_name = f_instance_name,
-    .now_ms = f_now_ms,
-    .publish = f_publish,
-    .req_method = f_req_method,
-    .req_path = f_req_path,
-    .req_header = f_req_header,
-    .req_query = f_req_query,
-    .req_body = f_req_body,
-    .req_content_type = f_req_content_type,
-    .req_headers = f_req_headers,
-    .req_remote = f_req_remote,
-    .emit = f_emit,
-    .reject = f_reject,
-    .answer = f_answer,
-    .wait = f_wait,
-    .webhook_done = f_webhook_done,
-    .reply = f_reply,
-    .reply_header = f_reply_header,
-    .call_key = f_call_key,
-    .call_cursor = f_call_cursor,
-    .call_attempt = f_call_attempt,
-    .complete = f_complete,
-    .http = f_http,
-    .hmac = wh_hmac,
-    .ct_equal = wh_ct_equal,
-    .form_decode = wh_form_decode,
-    .json_path = NULL,
-    .retry_after_ms = f_retry_after_ms,
-};
-
-/* ------------------------------------------------------------------------ */
-/* Helpers                                                                   */
+/* Helpers (the fake host is tests/fakehost.h)                               */
 
 static const wh_connector *g_desc;
 static wh_instance g_inst = {"hooks"};
 
-/* The config as the host would pass it: `given` plus the options' defaults. */
-static json_t *with_defaults(const char *given)
-{
-    json_t *cfg = json_loads(given, 0, NULL);
-    for (const wh_option *o = g_desc->options; o && o->name; o++) {
-        if (o->def && !json_object_get(cfg, o->name)) {
-            json_object_set_new(cfg, o->name, json_loads(o->def, JSON_DECODE_ANY, NULL));
-        }
-    }
-    return cfg;
-}
-
 static void *instance(const char *config)
 {
-    json_t *cfg = with_defaults(config);
     void *state = NULL;
-    int rc = g_desc->init(&g_host, &g_inst, cfg, &state);
-    json_decref(cfg);
-    CHECK_INT(rc, WH_OK);
+    CHECK_INT(fh_init(g_desc, &g_inst, config, &state), WH_OK);
     return state;
 }
 
 static int init_rc(const char *config)
 {
-    json_t *cfg = with_defaults(config);
-    void *state = NULL;
-    int rc = g_desc->init(&g_host, &g_inst, cfg, &state);
-    json_decref(cfg);
-    if (rc == WH_OK) {
-        g_desc->destroy(state);
-    }
-    return rc;
+    return fh_init_rc(g_desc, &g_inst, config);
 }
 
 /* A request: headers given as "name", "value", … pairs ending with NULL. */
 static wh_request make_req(const char *path, const char *ctype, const char *body, ...)
 {
-    wh_request r = {"POST", path, ctype, body, body ? strlen(body) : 0, json_object()};
+    wh_request r = {.method = "POST",
+                    .path = path,
+                    .ctype = ctype,
+                    .body = body,
+                    .body_len = body ? strlen(body) : 0,
+                    .headers = json_object()};
     va_list ap;
     va_start(ap, body);
     const char *name;
@@ -324,16 +52,10 @@ static wh_request make_req(const char *path, const char *ctype, const char *body
     return r;
 }
 
-static void clear_wh(wh_webhook *wh)
-{
-    json_decref(wh->data);
-    memset(wh, 0, sizeof *wh);
-}
-
 /* Run webhook() on a request and free the request. */
 static int run(void *state, wh_request r, wh_webhook *wh)
 {
-    clear_wh(wh);
+    fh_webhook_clear(wh);
     int rc = g_desc->webhook(state, &r, wh);
     json_decref(r.headers);
     return rc;
@@ -394,25 +116,25 @@ static void test_descriptor(void)
 
 static void test_init(void)
 {
-    g_warns = 0;
+    fh.warns = 0;
     void *s = instance("{}");
-    CHECK_INT(g_warns, 1);
-    CHECK(strstr(g_log, "accepting unsigned requests") != NULL);
+    CHECK_INT(fh.warns, 1);
+    CHECK(strstr(fh.log, "accepting unsigned requests") != NULL);
     g_desc->destroy(s);
 
-    g_warns = 0;
+    fh.warns = 0;
     s = instance("{\"secret\": \"k\"}");
-    CHECK_INT(g_warns, 0);
+    CHECK_INT(fh.warns, 0);
     g_desc->destroy(s);
 
-    g_errors = 0;
+    fh.errors = 0;
     CHECK_INT(init_rc("{\"secret\": \"\"}"), WH_ERR_CONFIG);
     CHECK_INT(init_rc("{\"kind\": \"two words\"}"), WH_ERR_CONFIG);
     CHECK_INT(init_rc("{\"kind\": \"\"}"), WH_ERR_CONFIG);
     CHECK_INT(init_rc("{\"signature_header\": \"Bad Header:\"}"), WH_ERR_CONFIG);
     CHECK_INT(init_rc("{\"secret\": 5}"), WH_ERR_CONFIG);
-    CHECK_INT(g_errors, 5);
-    CHECK(strstr(g_log, "secret") != NULL);
+    CHECK_INT(fh.errors, 5);
+    CHECK(strstr(fh.log, "secret") != NULL);
     g_desc->destroy(NULL);
 }
 
@@ -507,7 +229,7 @@ static void test_signatures(void)
         &wh);
     CHECK_STR(wh.error, "missing_signature");
     CHECK(strstr(wh.detail, "X-Signature") != NULL);
-    clear_wh(&wh);
+    fh_webhook_clear(&wh);
     g_desc->destroy(s);
 }
 
@@ -607,13 +329,13 @@ static void test_kinds_and_bodies(void)
     CHECK_INT(wh.status, 415);
 
     /* emit() failing: the connector keeps (and frees) the data and reports the code. */
-    g_emit_rc = WH_ERR_BUSY;
+    fh.emit_rc = WH_ERR_BUSY;
     CHECK_INT(run(s, make_req("", "application/json", "{\"big\": [1,2,3]}", NULL), &wh),
               WH_ERR_BUSY);
-    g_emit_rc = 0;
+    fh.emit_rc = 0;
     CHECK_INT(wh.emits, 0);
 
-    clear_wh(&wh);
+    fh_webhook_clear(&wh);
     g_desc->destroy(s);
 }
 
@@ -628,12 +350,17 @@ static void start(void *s, wh_call *call, const char *args)
     json_decref(call->result);
     memset(call, 0, sizeof *call);
     call->key = "run-1/step-2";
-    g_http.calls = 0;
-    g_http.done = NULL;
+    fh_http_reset();
     json_t *a = json_loads(args, 0, NULL);
     CHECK(a != NULL);
     CHECK_INT(g_op->start(s, call, a), WH_OK);
     json_decref(a);
+}
+
+/* The request the last start() sent (an empty one, and a failure, when none). */
+static const fh_exchange *sent(void)
+{
+    return fh_http_at(fh_http_count() - 1);
 }
 
 /* Headers sent that start with `prefix` (case-insensitive). */
@@ -642,7 +369,7 @@ static int sent_headers(const char *prefix, const char **last)
     int n = 0;
     size_t i;
     json_t *v;
-    json_array_foreach(g_http.headers, i, v)
+    json_array_foreach(sent()->headers, i, v)
     {
         if (strncasecmp(json_string_value(v), prefix, strlen(prefix)) == 0) {
             n++;
@@ -656,8 +383,9 @@ static int sent_headers(const char *prefix, const char **last)
 static void respond(int status, const char *body, const char *h1, const char *v1, const char *err,
                     int timed_out)
 {
-    CHECK(g_http.done != NULL);
-    if (!g_http.done) {
+    fh_exchange *e = fh_http_pending_count() ? fh_http_pending(0) : NULL;
+    CHECK(e != NULL);
+    if (!e) {
         return;
     }
     json_t *headers = json_object();
@@ -665,9 +393,7 @@ static void respond(int status, const char *body, const char *h1, const char *v1
         json_object_set_new(headers, h1, json_string(v1));
     }
     wh_http_response r = {status, err, timed_out, body, body ? strlen(body) : 0, headers};
-    wh_http_done done = g_http.done;
-    g_http.done = NULL;
-    done(g_http.user, &r);
+    fh_http_respond(e, &r);
     json_decref(headers);
 }
 
@@ -717,44 +443,44 @@ static void test_request_args(void *s)
         CHECK_INT(call.completes, 1);
         CHECK_INT(call.outcome, WH_CALL_FAIL);
         CHECK_STR(call.error, bad[i].error);
-        CHECK_INT(g_http.calls, 0);
+        CHECK_INT(fh_http_count(), 0);
     }
 
     /* GET by default, with the idempotency key and no body or content type. */
     start(s, &call, "{\"url\": \"https://api.example.com/items?x=1\"}");
     CHECK_INT(call.completes, 0);
-    CHECK_INT(g_http.calls, 1);
-    CHECK_STR(g_http.method, "GET");
-    CHECK_STR(g_http.url, "https://api.example.com/items?x=1");
-    CHECK(g_http.body == NULL);
+    CHECK_INT(fh_http_count(), 1);
+    CHECK_STR(sent()->method, "GET");
+    CHECK_STR(sent()->url, "https://api.example.com/items?x=1");
+    CHECK(sent()->body == NULL);
     CHECK_INT(sent_headers("Idempotency-Key:", &h), 1);
     CHECK_STR(h, "Idempotency-Key: run-1/step-2");
     CHECK_INT(sent_headers("Content-Type:", &h), 0);
-    CHECK_INT(g_http.timeout_ms, 0);
+    CHECK_INT(sent()->timeout_ms, 0);
     respond(204, "", NULL, NULL, NULL, 0);
     CHECK_INT(call.outcome, WH_CALL_OK);
 
     /* json: POST, compact, application/json. */
     start(s, &call,
           "{\"url\": \"http://a.example/hook\", \"json\": {\"text\": \"hé\", \"n\": [1, 2]}}");
-    CHECK_STR(g_http.method, "POST");
-    CHECK_STR(g_http.body, "{\"text\":\"hé\",\"n\":[1,2]}");
-    CHECK_INT(g_http.body_len, strlen("{\"text\":\"hé\",\"n\":[1,2]}"));
+    CHECK_STR(sent()->method, "POST");
+    CHECK_STR(sent()->body, "{\"text\":\"hé\",\"n\":[1,2]}");
+    CHECK_INT(sent()->body_len, strlen("{\"text\":\"hé\",\"n\":[1,2]}"));
     CHECK_INT(sent_headers("Content-Type:", &h), 1);
     CHECK_STR(h, "Content-Type: application/json");
     respond(200, "{}", NULL, NULL, NULL, 0);
 
     /* json may be any value, null included. */
     start(s, &call, "{\"url\": \"http://a.example/\", \"json\": null}");
-    CHECK_STR(g_http.body, "null");
+    CHECK_STR(sent()->body, "null");
     respond(200, "", NULL, NULL, NULL, 0);
 
     /* form: WHATWG urlencoded, in the object's order. */
     start(s, &call,
           "{\"url\": \"http://a.example/f\", \"form\": {\"q\": \"a b&c=d\", \"n\": 5, \"r\": 1.5, "
           "\"t\": true, \"u\": \"é~*/+\", \"k y\": \"\"}}");
-    CHECK_STR(g_http.method, "POST");
-    CHECK_STR(g_http.body, "q=a+b%26c%3Dd&n=5&r=1.5&t=true&u=%C3%A9%7E*%2F%2B&k+y=");
+    CHECK_STR(sent()->method, "POST");
+    CHECK_STR(sent()->body, "q=a+b%26c%3Dd&n=5&r=1.5&t=true&u=%C3%A9%7E*%2F%2B&k+y=");
     CHECK_INT(sent_headers("Content-Type:", &h), 1);
     CHECK_STR(h, "Content-Type: application/x-www-form-urlencoded");
     respond(200, "", NULL, NULL, NULL, 0);
@@ -765,33 +491,33 @@ static void test_request_args(void *s)
           "{\"url\": \"http://a.example/u\", \"method\": \"put\", \"body\": \"a,b\\n1,2\", "
           "\"headers\": {\"content-type\": \"text/csv\", \"X-Trace\": \"t-1\", "
           "\"Idempotency-Key\": \"mine\"}, \"timeout_ms\": 1500}");
-    CHECK_STR(g_http.method, "PUT");
-    CHECK_STR(g_http.body, "a,b\n1,2");
+    CHECK_STR(sent()->method, "PUT");
+    CHECK_STR(sent()->body, "a,b\n1,2");
     CHECK_INT(sent_headers("Content-Type:", &h), 1);
     CHECK_STR(h, "content-type: text/csv");
     CHECK_INT(sent_headers("X-Trace:", &h), 1);
     CHECK_STR(h, "X-Trace: t-1");
     CHECK_INT(sent_headers("Idempotency-Key:", &h), 1);
     CHECK_STR(h, "Idempotency-Key: run-1/step-2");
-    CHECK_INT(g_http.timeout_ms, 1500);
+    CHECK_INT(sent()->timeout_ms, 1500);
     respond(200, "", NULL, NULL, NULL, 0);
 
     /* A raw body gets text/plain unless told otherwise; an explicit GET keeps its body. */
     start(s, &call, "{\"url\": \"http://a.example/\", \"method\": \"GET\", \"body\": \"x\"}");
-    CHECK_STR(g_http.method, "GET");
+    CHECK_STR(sent()->method, "GET");
     CHECK_INT(sent_headers("Content-Type:", &h), 1);
     CHECK_STR(h, "Content-Type: text/plain; charset=utf-8");
     respond(200, "", NULL, NULL, NULL, 0);
 
     /* http() refusing: RETRY when transient, FAIL when the request itself is invalid. */
-    g_http.fail_rc = WH_ERR_BUSY;
+    fh.http_rc = WH_ERR_BUSY;
     start(s, &call, "{\"url\": \"http://a.example/\"}");
     CHECK_INT(call.completes, 1);
     CHECK_INT(call.outcome, WH_CALL_RETRY);
-    g_http.fail_rc = WH_ERR_INVALID;
+    fh.http_rc = WH_ERR_INVALID;
     start(s, &call, "{\"url\": \"http://a.example/\"}");
     CHECK_INT(call.outcome, WH_CALL_FAIL);
-    g_http.fail_rc = 0;
+    fh.http_rc = 0;
     json_decref(call.result);
 }
 
@@ -883,19 +609,12 @@ static void test_request_outcomes(void *s)
 
 int main(void)
 {
-    void *so = dlopen(WH_CONNECTOR_DIR "/webhook.so", RTLD_NOW | RTLD_LOCAL);
-    if (!so) {
-        fprintf(stderr, "dlopen: %s\n", dlerror());
-        return 1;
-    }
-    const wh_connector *(*entry)(void) =
-        (const wh_connector *(*)(void))dlsym(so, WH_CONNECTOR_ENTRY_NAME);
-    CHECK(entry != NULL);
-    if (!entry) {
-        dlclose(so);
+    fh.now_ms = 784111777000LL - 60000; /* 1994-11-06T08:48:37Z */
+    g_desc = fh_load(WH_CONNECTOR_DIR "/webhook.so");
+    CHECK(g_desc != NULL);
+    if (!g_desc) {
         return wh_test_done("connector.webhook");
     }
-    g_desc = entry();
     g_op = &g_desc->operations[0];
 
     test_descriptor();
@@ -907,8 +626,6 @@ int main(void)
     test_request_outcomes(s);
     g_desc->destroy(s);
 
-    json_decref(g_http.headers);
-    free(g_http.body);
-    dlclose(so);
+    CHECK_INT(fh_done(), 0);
     return wh_test_done("connector.webhook");
 }

@@ -12,7 +12,7 @@
  *           fixed intent event; bit 2: an event without a session;
  *   mode 2/3 ax_url_check(), ax_base64_decode() and ax_parse_timestamp() on the
  *            rest (as text).
- * Seeds carry request timestamps at the fake clock's time (fh_now_ms).
+ * Seeds carry request timestamps at the fake clock's time (FUZZ_NOW_MS).
  * Owns one instance made once.
  */
 #include "fuzz_host.h"
@@ -29,8 +29,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    g_state = fh_instance(&g_inst, "{\"skill_id\": \"" SKILL "\", \"verify\": false,"
-                                   " \"users\": {\"amzn1.ask.account.ANA\": \"Ana\"}}");
+    g_state = fuzz_instance(&g_inst, "{\"skill_id\": \"" SKILL "\", \"verify\": false,"
+                                     " \"users\": {\"amzn1.ask.account.ANA\": \"Ana\"}}");
     g_event = json_loads(
         "{\"id\":\"0123456789abcdef0123456789abcdef\",\"time\":\"2025-11-27T13:54:20.123Z\","
         "\"source\":\"alexa\",\"kind\":\"intent\",\"data\":{\"request\":{\"type\":"
@@ -47,17 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void run_webhook(const char *body, size_t len, int duplicate)
 {
-    wh_request req = {
-        .method = "POST",
-        .path = "",
-        .ctype = "application/json",
-        .remote = "127.0.0.1",
-        .body = body,
-        .body_len = len,
-        .headers = json_object(),
-        .queries = json_object(),
-    };
-    json_object_set_new(req.headers, "content-type", json_string("application/json"));
+    wh_request req = fuzz_request("application/json", body, len);
     wh_webhook wh = {0};
     wh.duplicate = duplicate;
     int rc = WH_CONNECTOR_ENTRY()->webhook(g_state, &req, &wh);
@@ -65,8 +55,8 @@ static void run_webhook(const char *body, size_t len, int duplicate)
     FUZZ_CHECK(rc != WH_PENDING, "pending without a certificate to fetch");
     FUZZ_CHECK(wh.rejects || wh.emits || (wh.duplicate && wh.dedupes), "no answer at all");
     FUZZ_CHECK(!wh.emits || wh.waits || wh.answers, "an event without wait() or answer()");
-    json_decref(req.headers);
-    json_decref(req.queries);
+    fuzz_request_free(&req);
+    fh_webhook_clear(&wh);
 }
 
 static void run_respond(const char *text, size_t len, int no_session)
@@ -81,6 +71,7 @@ static void run_respond(const char *text, size_t len, int no_session)
     FUZZ_CHECK(rc == WH_OK, "respond() returned %d", rc);
     FUZZ_CHECK(out.replies == 1 && out.status == 200, "%d replies, status %d", out.replies,
                out.status);
+    fh_reply_clear(&out);
     json_decref(response);
 }
 
@@ -118,11 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     unsigned flags = data[0];
-    /* a private NUL-terminated copy, as the host's body is */
-    char *rest = malloc(size);
-    FUZZ_CHECK(rest != NULL, "out of memory");
-    memcpy(rest, data + 1, size - 1);
-    rest[size - 1] = '\0';
+    char *rest = fuzz_text(data + 1, size - 1);
     switch (flags & 3) {
     case 0:
         run_webhook(rest, size - 1, (flags & 4) != 0);

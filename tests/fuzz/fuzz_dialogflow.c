@@ -22,28 +22,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    g_open = fh_instance(&g_inst, "{\"users\": {\"u-1\": \"Ana\"}}");
+    g_open = fuzz_instance(&g_inst, "{\"users\": {\"u-1\": \"Ana\"}}");
     g_auth =
-        fh_instance(&g_inst, "{\"username\": \"df\", \"password\": \"s3cret\","
-                             " \"header_name\": \"X-Fulfillment-Key\", \"header_value\": \"k1\","
-                             " \"user_id_path\": \"originalDetectIntentRequest.payload.uid\"}");
+        fuzz_instance(&g_inst, "{\"username\": \"df\", \"password\": \"s3cret\","
+                               " \"header_name\": \"X-Fulfillment-Key\", \"header_value\": \"k1\","
+                               " \"user_id_path\": \"originalDetectIntentRequest.payload.uid\"}");
     g_event = json_loads("{\"kind\":\"intent\",\"data\":{\"intent\":{\"name\":\"X\"}}}", 0, NULL);
     if (!g_event) {
         exit(1);
     }
     return 0;
-}
-
-static void take_line(const uint8_t **p, size_t *n, char *out, size_t cap)
-{
-    const uint8_t *nl = memchr(*p, '\n', *n);
-    size_t len = nl ? (size_t)(nl - *p) : *n;
-    size_t copy = len < cap - 1 ? len : cap - 1;
-    memcpy(out, *p, copy);
-    out[copy] = '\0';
-    size_t used = nl ? len + 1 : len;
-    *p += used;
-    *n -= used;
 }
 
 /* A header value: as given when it is UTF-8 (the fake keeps headers in JSON), else dropped. */
@@ -66,13 +54,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     void *state = (flags & 2) ? g_auth : g_open;
     char auth[256] = "Basic ZGY6czNjcmV0", key[256] = "k1"; /* base64("df:s3cret") */
     if (!(flags & 1) && (flags & 4)) {
-        take_line(&p, &n, auth, sizeof auth);
-        take_line(&p, &n, key, sizeof key);
+        fuzz_take_line(&p, &n, auth, sizeof auth);
+        fuzz_take_line(&p, &n, key, sizeof key);
     }
-    char *body = malloc(n + 1);
-    FUZZ_CHECK(body != NULL, "out of memory");
-    memcpy(body, p, n);
-    body[n] = '\0';
+    char *body = fuzz_text(p, n);
 
     if (flags & 1) {
         json_t *response = json_loadb(body, n, 0, NULL);
@@ -82,23 +67,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(rc == WH_OK, "respond() returned %d", rc);
             FUZZ_CHECK(out.replies == 1 && out.status == 200, "%d replies, status %d", out.replies,
                        out.status);
+            fh_reply_clear(&out);
             json_decref(response);
         }
         free(body);
         return 0;
     }
 
-    wh_request req = {
-        .method = "POST",
-        .path = "",
-        .ctype = "application/json",
-        .remote = "127.0.0.1",
-        .body = body,
-        .body_len = n,
-        .headers = json_object(),
-        .queries = json_object(),
-    };
-    set_header(req.headers, "content-type", "application/json");
+    wh_request req = fuzz_request("application/json", body, n);
     set_header(req.headers, "authorization", auth);
     set_header(req.headers, "x-fulfillment-key", key);
     wh_webhook wh = {0};
@@ -109,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(wh.rejects || wh.emits || (wh.duplicate && wh.dedupes), "no answer at all");
     FUZZ_CHECK(!wh.emits || wh.waits, "an intent without wait()");
     free(body);
-    json_decref(req.headers);
-    json_decref(req.queries);
+    fuzz_request_free(&req);
+    fh_webhook_clear(&wh);
     return 0;
 }

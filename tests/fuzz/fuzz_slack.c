@@ -19,7 +19,7 @@
 #include "fuzz_host.h"
 
 #define SECRET "8f742231b10e8888abcd99yyyzzz85a5"
-#define TS "1764251660" /* fh_now_ms() in seconds */
+#define TS "1764251660" /* FUZZ_NOW_MS in seconds */
 
 static wh_instance g_inst = {"team"};
 static void *g_state;
@@ -29,8 +29,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    g_state = fh_instance(&g_inst, "{\"token\": \"xoxb-not-a-token\", \"signing_secret\": \"" SECRET
-                                   "\", \"bot_user_id\": \"UBOT\"}");
+    g_state =
+        fuzz_instance(&g_inst, "{\"token\": \"xoxb-not-a-token\", \"signing_secret\": \"" SECRET
+                               "\", \"bot_user_id\": \"UBOT\"}");
     static const char *const events[4] = {
         "{\"kind\":\"message\",\"data\":{\"channel\":\"C1\",\"text\":\"hi\"}}",
         "{\"kind\":\"command\",\"data\":{\"command\":\"/team\",\"response_url\":"
@@ -60,22 +61,11 @@ static void run_respond(unsigned flags, const char *text, size_t len)
     FUZZ_CHECK(rc == WH_OK, "respond() returned %d", rc);
     FUZZ_CHECK(out.replies == 1 && out.status == 200, "%d replies, status %d", out.replies,
                out.status);
+    fh_reply_clear(&out);
     rc = WH_CONNECTOR_ENTRY()->late(g_state, event, response);
     FUZZ_CHECK(rc == WH_OK || rc == WH_ERR_NOT_FOUND || rc == WH_ERR_UNSUPPORTED,
                "late() returned %d", rc);
     json_decref(response);
-}
-
-static void take_line(const uint8_t **p, size_t *n, char *out, size_t cap)
-{
-    const uint8_t *nl = memchr(*p, '\n', *n);
-    size_t len = nl ? (size_t)(nl - *p) : *n;
-    size_t copy = len < cap - 1 ? len : cap - 1;
-    memcpy(out, *p, copy);
-    out[copy] = '\0';
-    size_t used = nl ? len + 1 : len;
-    *p += used;
-    *n -= used;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -88,17 +78,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 1;
     char *body;
     if (flags & 0x10) {
-        body = malloc(n + 1);
-        FUZZ_CHECK(body != NULL, "out of memory");
-        memcpy(body, p, n);
-        body[n] = '\0';
+        body = fuzz_text(p, n);
         run_respond(flags, body, n);
         free(body);
         return 0;
     }
     char sig[256];
     if (flags & 4) {
-        take_line(&p, &n, sig, sizeof sig);
+        fuzz_take_line(&p, &n, sig, sizeof sig);
     } else {
         size_t mlen = 3 + strlen(TS) + 1 + n;
         char *msg = malloc(mlen + 1);
@@ -116,26 +103,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const ctypes[4] = {"application/json", "application/x-www-form-urlencoded",
                                           "text/plain", NULL};
     const char *ctype = ctypes[flags & 3];
-    body = malloc(n + 1);
-    FUZZ_CHECK(body != NULL, "out of memory");
-    memcpy(body, p, n);
-    body[n] = '\0';
-    wh_request req = {
-        .method = "POST",
-        .path = "",
-        .ctype = ctype,
-        .remote = "127.0.0.1",
-        .body = body,
-        .body_len = n,
-        .headers = json_object(),
-        .queries = json_object(),
-    };
+    body = fuzz_text(p, n);
+    wh_request req = fuzz_request(ctype, body, n);
     json_t *sig_j = json_string(sig);
     json_object_set_new(req.headers, "x-slack-signature", sig_j ? sig_j : json_string("v0="));
     json_object_set_new(req.headers, "x-slack-request-timestamp", json_string(TS));
-    if (ctype) {
-        json_object_set_new(req.headers, "content-type", json_string(ctype));
-    }
     wh_webhook wh = {0};
     wh.duplicate = (flags & 8) ? 1 : 0;
     int rc = WH_CONNECTOR_ENTRY()->webhook(g_state, &req, &wh);
@@ -144,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(wh.rejects || wh.emits || wh.answers || (wh.duplicate && wh.dedupes),
                "no answer at all");
     free(body);
-    json_decref(req.headers);
-    json_decref(req.queries);
+    fuzz_request_free(&req);
+    fh_webhook_clear(&wh);
     return 0;
 }

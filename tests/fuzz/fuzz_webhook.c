@@ -47,22 +47,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     for (int i = 0; i < 4; i++) {
-        g_state[i] = fh_instance(&g_inst, k_configs[i]);
+        g_state[i] = fuzz_instance(&g_inst, k_configs[i]);
     }
     return 0;
-}
-
-/* The next line of the input as a C string (cut at '\n' or NUL), at most cap-1 bytes. */
-static void take_line(const uint8_t **p, size_t *n, char *out, size_t cap)
-{
-    const uint8_t *nl = memchr(*p, '\n', *n);
-    size_t len = nl ? (size_t)(nl - *p) : *n;
-    size_t copy = len < cap - 1 ? len : cap - 1;
-    memcpy(out, *p, copy);
-    out[copy] = '\0';
-    size_t used = nl ? len + 1 : len;
-    *p += used;
-    *n -= used;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -78,10 +65,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[512] = "";
     char sig[512] = "";
     if (flags & 0x20) {
-        take_line(&p, &n, path, sizeof path);
+        fuzz_take_line(&p, &n, path, sizeof path);
     }
     if (k_secrets[which] && (flags & 0x10)) {
-        take_line(&p, &n, sig, sizeof sig);
+        fuzz_take_line(&p, &n, sig, sizeof sig);
     } else if (k_secrets[which]) {
         unsigned char mac[WH_HMAC_MAX];
         size_t mac_len = 0;
@@ -94,23 +81,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     const char *ctype = k_ctypes[flags & 7];
-    wh_request req = {
-        .method = "POST",
-        .path = path,
-        .ctype = ctype,
-        .remote = "127.0.0.1",
-        .body = (const char *)p,
-        .body_len = n,
-        .headers = json_object(),
-        .queries = json_object(),
-    };
+    char *body = fuzz_text(p, n);
+    wh_request req = fuzz_request(ctype, body, n);
+    req.path = path;
     json_object_set_new(req.headers, "user-agent", json_string("GitHub-Hookshot/fuzz"));
     json_object_set_new(req.headers, "authorization", json_string("Bearer not-for-rules"));
     json_object_set_new(req.headers, "x-github-delivery", json_string("72d3162e-cc78-11e3"));
     json_object_set_new(req.queries, "source", json_string("fuzz"));
-    if (ctype) {
-        json_object_set_new(req.headers, "content-type", json_string(ctype));
-    }
     if (k_secrets[which]) {
         json_t *s = json_string(sig);
         if (!s) { /* not UTF-8: a real host keeps raw bytes, the fake can only drop them */
@@ -119,13 +96,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_object_set_new(req.headers, k_sig_headers[which], s);
     }
 
-    /* The body must stay NUL-terminated for the connector, like the host's. */
-    char *body = malloc(n + 1);
-    FUZZ_CHECK(body != NULL, "out of memory");
-    memcpy(body, p, n);
-    body[n] = '\0';
-    req.body = body;
-
     wh_webhook wh = {0};
     wh.duplicate = (flags & 0x80) ? 1 : 0;
     int rc = WH_CONNECTOR_ENTRY()->webhook(g_state[which], &req, &wh);
@@ -133,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(wh.rejects || wh.emits || wh.duplicate, "neither an event nor a refusal");
 
     free(body);
-    json_decref(req.headers);
-    json_decref(req.queries);
+    fuzz_request_free(&req);
+    fh_webhook_clear(&wh);
     return 0;
 }
