@@ -32,6 +32,10 @@
 
 #define BUCKETS 4096
 #define PASS_MAX 256
+/* Runs waiting for a call are kept in memory up to this many; past it (a
+   backlog at an API) they wait only in the store and are read back when
+   their call finishes, so memory stays bounded. Runs a caller waits on stay. */
+#define WAITING_MAX 1000
 
 /* Shared by the runs of one event that a caller waits for. */
 typedef struct waiter {
@@ -71,6 +75,7 @@ struct wh_engine {
     int started;
     atomic_int stopping;
     run *waiting[BUCKETS]; /* runs waiting for a call outcome, by outbox id */
+    size_t nwaiting;
     json_t *subscribed;    /* topic prefixes the SUB socket has now (engine thread) */
     int64_t next_debounce; /* when the earliest debounced burst ends (0: none known) */
     pthread_cond_t recovered_cond;
@@ -86,6 +91,22 @@ static unsigned hash(const char *s)
         h = (h ^ (unsigned char)*s++) * 16777619u;
     }
     return h % BUCKETS;
+}
+
+static void run_free(pass *p, run *r);
+
+/* A run now waits for its call `r->call_id`: keep it in memory, or (over
+   WAITING_MAX, nobody waiting on it) let it go: its row has it all. */
+static void keep_waiting(wh_engine *e, pass *p, run *r)
+{
+    if (!r->w && e->nwaiting >= WAITING_MAX) {
+        run_free(p, r);
+        return;
+    }
+    unsigned b = hash(r->call_id);
+    r->next = e->waiting[b];
+    e->waiting[b] = r;
+    e->nwaiting++;
 }
 
 static void effect(pass *p, const char *topic, json_t *msg)
@@ -193,9 +214,7 @@ static void advance(wh_engine *e, pass *p, run *r)
                    json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:i}", "call", r->call_id, "run",
                              r->id, "instance", wh_step_instance(s), "op", wh_step_op(s), "args",
                              args, "key", r->call_id, "attempts", 0));
-            unsigned b = hash(r->call_id);
-            r->next = e->waiting[b];
-            e->waiting[b] = r;
+            keep_waiting(e, p, r);
             return;
         }
         case WH_STEP_RESPOND:
@@ -523,6 +542,7 @@ static void on_done(wh_engine *e, pass *p, const json_t *msg)
     if (r) {
         *pp = r->next;
         r->next = NULL;
+        e->nwaiting--;
     } else if (!run_id || !(r = load_run(e, run_id)) || strcmp(r->call_id, id) != 0) {
         if (r) {
             run_free(p, r);
@@ -596,11 +616,9 @@ static void recover(wh_engine *e, pass *p)
             on_done(e, p, msg);
             json_decref(msg);
         } else if (run_id) {
-            run *r = load_run(e, run_id);
+            run *r = e->nwaiting < WAITING_MAX ? load_run(e, run_id) : NULL;
             if (r) {
-                unsigned b = hash(r->call_id);
-                r->next = e->waiting[b];
-                e->waiting[b] = r;
+                keep_waiting(e, p, r);
             }
         }
         resumed++;

@@ -142,5 +142,61 @@ class EngineTest(HubTest):
                    == {"text": "hi D"}, 10, "the original rule back")
 
 
+@unittest.skipIf(os.environ.get("WIREHUB_VALGRIND"), "2,200 calls: too slow under memcheck; "
+                 "the sanitizer build runs it")
+class ManyWaitingRunsTest(HubTest):
+    """More runs wait for calls than the engine keeps in memory (1,000): the
+    rest wait only in the state file and are read back, context and all, when
+    their call finishes — every second step sees its first step's result."""
+
+    def test_runs_past_the_memory_cap_resume_from_the_store(self):
+        import http.client
+        import threading
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        api = FakeAPI()
+        self.addCleanup(api.close)
+
+        def first(rec):
+            gate.wait(60)
+            return {"n": rec["json"]["n"]}
+        api.script["/first"] = [(200, {}, first)]
+        h = self.hub("connectors:\n  in:\n    type: webhook\n"
+                     "  api:\n    type: webhook\n    concurrency: 4\n",
+                     files={"rules/r.yaml": (
+                         "rules:\n  - name: two\n    on: in/*\n    do:\n"
+                         "      - call: api.request\n"
+                         "        with: { url: \"%(u)s/first\", json: { n: \"{{body.n}}\" } }\n"
+                         "        as: one\n"
+                         "      - call: api.request\n"
+                         "        with: { url: \"%(u)s/second\", json: { n: \"{{body.n}}\", "
+                         "got: \"{{one.body.n}}\" } }\n") % {"u": api.url}})
+        total = 1100
+
+        def poster(lo, hi):
+            conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=30)
+            for n in range(lo, hi):
+                conn.request("POST", "/hooks/in/ev", body=json.dumps({"n": n}),
+                             headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+            conn.close()
+        threads = [threading.Thread(target=poster, args=(i * 275, (i + 1) * 275))
+                   for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        # every run is waiting for its first call (4 in flight, the rest queued)
+        wait_until(lambda: int(h.cmd("runs", "-c", h.config_path, "--json").stdout.count(
+            b'"waiting"')) >= total, 60, "%d waiting runs" % total)
+        gate.set()
+        reqs = api.wait_requests(total, "/second", timeout=120)
+        self.assertEqual(sorted(int(r["json"]["n"]) for r in reqs), list(range(total)))
+        self.assertTrue(all(r["json"]["got"] == r["json"]["n"] for r in reqs),
+                        "each run resumed with its own first result")
+
+
 if __name__ == "__main__":
     unittest.main()
