@@ -231,6 +231,8 @@ static const wh_option gateway_options[] = {
     {"max_connections", WH_OPT_INT, "4096", 0, "simultaneous connections"},
     {"max_waiting", WH_OPT_INT, "1024", 0, "requests held for an answer (429 above)"},
     {"threads", WH_OPT_INT, "2", 0, "HTTP threads"},
+    {"max_rule_lag", WH_OPT_STRING, "\"2s\"", 0,
+     "refuse new events (503 busy) while rules are this far behind; 0s: never"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -424,6 +426,15 @@ wh_config *wh_config_load(const char *path, json_t *errors)
         problems++;
     } else if (json_is_string(timeout)) {
         cfg->gateway.timeout_s = (unsigned)(t / 1000);
+    }
+    const json_t *lag = json_object_get(gw, "max_rule_lag");
+    int64_t lag_ms = wh_parse_duration_ms(json_string_value(lag));
+    if (json_is_string(lag) && (lag_ms < 0 || lag_ms > 3600000)) {
+        wh_doc_value_error(cfg->doc, errors, "/gateway/max_rule_lag",
+                           "'max_rule_lag' must be a duration up to 1h (e.g. 2s; 0s: never)");
+        problems++;
+    } else if (json_is_string(lag)) {
+        cfg->gateway.max_rule_lag_ms = lag_ms;
     }
     cfg->gateway.host = cfg->listen_host;
     cfg->gateway.port = cfg->listen_port;

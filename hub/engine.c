@@ -76,6 +76,7 @@ struct wh_engine {
     atomic_int stopping;
     run *waiting[BUCKETS]; /* runs waiting for a call outcome, by outbox id */
     size_t nwaiting;
+    _Atomic int64_t lag_ms; /* age of the event handled last; 0 once the queue is empty */
     json_t *subscribed;    /* topic prefixes the SUB socket has now (engine thread) */
     int64_t next_debounce; /* when the earliest debounced burst ends (0: none known) */
     pthread_cond_t recovered_cond;
@@ -727,9 +728,34 @@ static int worth_decoding(wh_engine *e, const char *topic, const char *raw, size
     return any || memmem(raw, len, "\"reply_to\"", 10) != NULL;
 }
 
+/* How old an event is, from its id (48 bits of milliseconds first; see
+   wh_new_id), or -1 for an id that does not carry a plausible time. */
+static int64_t event_age_ms(const char *raw, size_t len, int64_t now)
+{
+    const char *id = memmem(raw, len, "\"id\":\"", 6);
+    if (!id || (size_t)(raw + len - id) < 6 + 12) {
+        return -1;
+    }
+    int64_t t = 0;
+    for (int i = 0; i < 12; i++) {
+        char c = id[6 + i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) {
+            return -1;
+        }
+        t = t * 16 + d;
+    }
+    int64_t age = now - t;
+    return age >= 0 && age < 86400000 ? age : -1;
+}
+
 static void take(wh_engine *e, pass *p, const char *topic, const char *raw, size_t len)
 {
     if (strncmp(topic, "in/", 3) == 0) {
+        int64_t age = event_age_ms(raw, len, wh_now_ms());
+        if (age >= 0) {
+            atomic_store(&e->lag_ms, age);
+        }
         char err[200];
         json_t *env = worth_decoding(e, topic, raw, len) ? wh_env_decode(raw, len, err, sizeof err)
                                                           : NULL;
@@ -836,6 +862,9 @@ static void *engine_main(void *arg)
         if (got < 0) {
             break;
         }
+        if (got == 0) {
+            atomic_store(&e->lag_ms, 0); /* nothing queued: caught up */
+        }
         p.now = wh_now_ms();
         /* one pass: what arrived, up to a batch, committed together */
         for (int n = 0; got == 1; n++) {
@@ -853,6 +882,11 @@ static void *engine_main(void *arg)
     json_decref(p.sql);
     json_decref(p.effects);
     return NULL;
+}
+
+const _Atomic int64_t *wh_engine_lag(const wh_engine *e)
+{
+    return e ? &e->lag_ms : NULL;
 }
 
 wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, wh_store *store,

@@ -12,6 +12,9 @@
 #include "rules.h"
 #include "store.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 typedef struct wh_engine wh_engine;
 
 /**
@@ -25,6 +28,12 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
  * started finish on the set they started with. Ownership: takes a reference.
  */
 void wh_engine_set_rules(wh_engine *engine, wh_rules *rules);
+/**
+ * How far behind the engine is: the age in ms of the event it handled last,
+ * 0 while its queue is empty. The gateway refuses new events past
+ * `gateway.max_rule_lag`. Readable from any thread; valid while the engine is.
+ */
+const _Atomic int64_t *wh_engine_lag(const wh_engine *engine);
 /** Most rows one cleanup statement removes. */
 #define WH_CLEANUP_CHUNK 2000
 /**

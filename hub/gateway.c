@@ -513,6 +513,22 @@ static void submit_events(wh_request *r)
         }
         return;
     }
+    if (gw->opts.rule_lag_ms && gw->opts.max_rule_lag_ms > 0 && json_array_size(r->journal) > 0) {
+        int64_t lag = atomic_load(gw->opts.rule_lag_ms);
+        if (lag > gw->opts.max_rule_lag_ms) {
+            /* the rules are behind: taking more would only grow the queue in memory */
+            char detail[128];
+            snprintf(detail, sizeof detail, "rules are %lld ms behind; retry shortly",
+                     (long long)lag);
+            wh_gw_reply_error(&r->reply, 503, "busy", detail);
+            if (!r->reply.headers) {
+                r->reply.headers = json_array();
+            }
+            json_array_append_new(r->reply.headers, json_pack("[s, s]", "Retry-After", "1"));
+            r->state = ST_READY;
+            return;
+        }
+    }
     if (gw->store && json_array_size(r->journal) > 0) {
         r->state = ST_JOURNAL;
         if (wh_store_write(gw->store, journal, journaled, r) != WH_OK) {

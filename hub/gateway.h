@@ -10,6 +10,9 @@
 #include "instance.h"
 #include "store.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 typedef struct wh_gateway_opts {
     const char *host;         /**< listen address (default 127.0.0.1) */
     int port;                 /**< 0 = ephemeral */
@@ -20,6 +23,8 @@ typedef struct wh_gateway_opts {
     unsigned threads;         /**< HTTP threads (default 2) */
     const char *node;         /**< this process's node id (resp/<node>/…) */
     const json_t *api_tokens; /**< the replies API's tokens; NULL: /v1/ is off */
+    const _Atomic int64_t *rule_lag_ms; /**< the engine's lag (wh_engine_lag); NULL: none */
+    int64_t max_rule_lag_ms;  /**< refuse new events (503 busy) while the lag is above; 0: never */
 } wh_gateway_opts;
 
 typedef struct wh_gateway wh_gateway;

@@ -151,6 +151,7 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     wh_gateway_opts gopts = cfg->gateway; /* 8 */
     gopts.node = hub->node;
     gopts.api_tokens = cfg->api_tokens;
+    gopts.rule_lag_ms = wh_engine_lag(hub->engine);
     hub->gateway = wh_gateway_new(&gopts, cfg->instances, hub->store, wh_bus_zctx(hub->bus),
                                   wh_bus_inproc(hub->bus), err, sizeof err);
     if (!hub->gateway) {

@@ -198,5 +198,56 @@ class ManyWaitingRunsTest(HubTest):
                         "each run resumed with its own first result")
 
 
+@unittest.skipIf(os.environ.get("WIREHUB_VALGRIND"), "hundreds of slow renders: too slow under "
+                 "memcheck; the sanitizer build runs it")
+class BackpressureTest(HubTest):
+    """While rules are further behind than gateway.max_rule_lag, new events are
+    refused with 503 busy and Retry-After (not queued in memory without end);
+    once the engine catches up they are taken again, and every event that was
+    acknowledged is handled."""
+
+    def test_events_refused_while_rules_lag_then_taken_again(self):
+        import http.client
+        import threading
+        # each render walks 729,000 sections, each looking up a missing name
+        heavy = ("{{#body.a}}{{#body.a}}{{#body.a}}{{^x}}{{/x}}{{/body.a}}{{/body.a}}{{/body.a}}"
+                 "done {{body.n}}")
+        h = self.hub("gateway:\n  max_rule_lag: 150ms\nconnectors:\n  in:\n    type: webhook\n"
+                     "  out:\n    type: console\n",
+                     files={"rules/r.yaml": "rules:\n  - name: slow\n    on: in/*\n    do:\n"
+                            "      - call: out.say\n        with: { text: \"%s\" }\n" % heavy})
+        body = {"a": list(range(90))}
+        acked, busy, lock = [], [], threading.Lock()
+
+        def poster(k):
+            conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=30)
+            for n in range(k * 100, (k + 1) * 100):
+                conn.request("POST", "/hooks/in/ev", body=json.dumps(dict(body, n=n)),
+                             headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                data = json.loads(r.read())
+                with lock:
+                    if r.status == 200:
+                        acked.append(n)
+                    else:
+                        busy.append((r.status, data.get("error"), r.getheader("Retry-After")))
+            conn.close()
+        threads = [threading.Thread(target=poster, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertTrue(busy, "some events were refused while the rules lagged")
+        self.assertEqual({b for b in busy}, {(503, "busy", "1")})
+        self.assertTrue(acked)
+        # caught up: every acknowledged event was handled, and new ones are taken again
+        wait_until(lambda: h.out.text().count("done ") >= len(acked), 120,
+                   "%d acknowledged events handled" % len(acked))
+        wait_until(lambda: h.json_request("POST", "/hooks/in/ev", dict(body, n=-1))[0] == 200, 30,
+                   "events taken again once the rules caught up")
+        done = {int(x) for x in __import__("re").findall(r"done (\d+)", h.out.text())}
+        self.assertLessEqual(set(acked), done)
+
+
 if __name__ == "__main__":
     unittest.main()
