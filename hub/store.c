@@ -778,7 +778,14 @@ void wh_store_close(wh_store **sp)
     *sp = NULL;
 }
 
+static int enqueue(wh_store *s, wh_store_fn fn, wh_store_done done, void *ud, int first);
+
 int wh_store_write(wh_store *s, wh_store_fn fn, wh_store_done done, void *ud)
+{
+    return enqueue(s, fn, done, ud, 0);
+}
+
+static int enqueue(wh_store *s, wh_store_fn fn, wh_store_done done, void *ud, int first)
 {
     if (!s || !fn) {
         return WH_ERR_INVALID;
@@ -798,6 +805,16 @@ int wh_store_write(wh_store *s, wh_store_fn fn, wh_store_done done, void *ud)
         rc = WH_ERR_STATE;
     } else if (s->qlen >= s->opts.queue_max) {
         rc = WH_ERR_BUSY;
+    } else if (first) {
+        j->next = s->head;
+        s->head = j;
+        if (!s->tail) {
+            s->tail = j;
+        }
+        s->qlen++;
+        if (s->qlen == 1 || s->qlen == s->opts.batch_max) {
+            pthread_cond_signal(&s->qcond);
+        }
     } else {
         if (s->tail) {
             s->tail->next = j;
@@ -859,7 +876,11 @@ int wh_store_write_sync(wh_store *s, wh_store_fn fn, void *ud)
         pthread_mutex_destroy(&w.lock);
         return WH_ERR;
     }
-    int rc = wh_store_write(s, sync_fn, sync_done, &w);
+    /* A caller blocks on this one (the engine's pass): it goes ahead of the
+       queued asynchronous jobs. Nothing queued can depend on it, and nothing
+       it does depends on them: whatever it builds on was committed before
+       its caller heard of it. */
+    int rc = enqueue(s, sync_fn, sync_done, &w, 1);
     if (rc == WH_OK) {
         pthread_mutex_lock(&w.lock);
         while (!w.finished) {
