@@ -110,6 +110,10 @@ static const char *const migrations[] = {
     /* 2 → 3: finished runs are found by state and age, so the cleanup reads
        only the rows it removes (runs_state alone made it visit every one) */
     "CREATE INDEX runs_finished ON runs(state, updated_ms); DROP INDEX runs_state;",
+
+    /* 3 → 4: delivery reads one instance's due calls; without this it walked
+       every pending call of every instance to find them */
+    "CREATE INDEX outbox_lane ON outbox(instance, state, next_at_ms);",
 };
 
 int wh_migrate_latest(void)

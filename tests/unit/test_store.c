@@ -236,7 +236,7 @@ static void test_create(void)
         return;
     }
     CHECK_INT(wh_store_schema_version(s), wh_migrate_latest());
-    CHECK_INT(wh_migrate_latest(), 3);
+    CHECK_INT(wh_migrate_latest(), 4);
     CHECK_STR(wh_store_path(s), p);
 
     query q = {.sql = "PRAGMA journal_mode"};
@@ -261,6 +261,7 @@ static void test_create(void)
         "runs_finished",
         "outbox",
         "outbox_due",
+        "outbox_lane",
         "conversations",
         "conversations_key",
         "conversations_due",
@@ -337,7 +338,7 @@ static void test_refusals(void)
     make_sqlite_file(p, "PRAGMA user_version = 99");
     wh_store *s = wh_store_open(p, NULL, err, sizeof err);
     CHECK(s == NULL);
-    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 3") != NULL);
+    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 4") != NULL);
     CHECK(strstr(err, p) == err); /* names the file first */
     free(p);
 
@@ -949,9 +950,9 @@ static void test_crash(int kill_it)
     free(p);
 }
 
-/* A schema-2 file (runs_state, user_version 2) with data opens as schema 3:
-   the index is replaced and the rows stay. */
-static void test_migrate_2_to_3(void)
+/* A schema-2 file (runs_state, no outbox_lane, user_version 2) with data opens
+   at the latest schema: the indexes are replaced and added, the rows stay. */
+static void test_migrate_2_to_latest(void)
 {
     char *p = path_in("v2.db");
     char err[256];
@@ -962,6 +963,7 @@ static void test_migrate_2_to_3(void)
     CHECK_INT(sqlite3_open(p, &db), SQLITE_OK);
     CHECK_INT(sqlite3_exec(db,
                            "DROP INDEX runs_finished; CREATE INDEX runs_state ON runs(state);"
+                           "DROP INDEX outbox_lane;"
                            "INSERT INTO runs (id, rule, step, ctx, state, created_ms, updated_ms) "
                            "VALUES ('r1', 'x', 0, '{}', 'done', 1, 1);"
                            "PRAGMA user_version = 2;",
@@ -971,10 +973,13 @@ static void test_migrate_2_to_3(void)
     s = wh_store_open(p, NULL, err, sizeof err);
     CHECK(s != NULL);
     if (s) {
-        CHECK_INT(wh_store_schema_version(s), 3);
+        CHECK_INT(wh_store_schema_version(s), wh_migrate_latest());
         query q = {.sql = "SELECT count(*) FROM sqlite_master WHERE name = 'runs_finished'"};
         CHECK_INT(wh_store_read(s, query_fn, &q), WH_OK);
         CHECK_INT(q.n, 1);
+        query lane = {.sql = "SELECT count(*) FROM sqlite_master WHERE name = 'outbox_lane'"};
+        CHECK_INT(wh_store_read(s, query_fn, &lane), WH_OK);
+        CHECK_INT(lane.n, 1);
         query old = {.sql = "SELECT count(*) FROM sqlite_master WHERE name = 'runs_state'"};
         CHECK_INT(wh_store_read(s, query_fn, &old), WH_OK);
         CHECK_INT(old.n, 0);
@@ -1079,7 +1084,7 @@ int main(void)
     test_stmt_cache();
     test_queue_limit();
     test_close_drains();
-    test_migrate_2_to_3();
+    test_migrate_2_to_latest();
     test_cleanup();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
