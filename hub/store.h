@@ -109,7 +109,9 @@ typedef void (*wh_store_done)(void *ud, int rc);
 int wh_store_write(wh_store *s, wh_store_fn fn, wh_store_done done, void *ud);
 
 /**
- * Queue a write job and block until its transaction committed. Returns the rc its
+ * Queue a write job and block until its transaction committed. The job goes ahead
+ * of the queued asynchronous ones (its caller waits; none of them depends on it,
+ * so only use it for a job that depends on nothing still queued). Returns the rc its
  * `done` would get (0 or < 0), or what wh_store_write refused with. Called on the
  * writer thread (from a job or `done`), it would wait for itself: WH_ERR_STATE.
  * Ownership: borrows ud.
