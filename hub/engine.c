@@ -592,57 +592,110 @@ static void finish_pass(wh_engine *e, pass *p)
 
 /*
  * At start: resume runs that were waiting (their call may have finished while
- * we were down), then process events journaled but never handled.
+ * we were down), then process events journaled but never handled. Both are
+ * read a page at a time: after a crash under load the journal can hold
+ * hundreds of thousands of events, and holding them all at once took
+ * hundreds of MiB.
  */
-static void recover(wh_engine *e, pass *p)
+#define RECOVER_PAGE 512
+
+static void recover_runs(wh_engine *e, pass *p, size_t *resumed)
 {
-    json_t *rows = query(e,
-                         "SELECT r.id AS run, o.id AS call, o.state, o.result, o.last_error AS "
-                         "error FROM runs r LEFT JOIN outbox o ON o.run_id = r.id AND o.step = "
-                         "r.step + 1 WHERE r.state = 'waiting'",
-                         NULL);
-    size_t i, resumed = 0, replayed = 0;
-    json_t *row;
-    json_array_foreach(rows, i, row)
-    {
-        const char *state = json_string_value(json_object_get(row, "state"));
-        const char *run_id = json_string_value(json_object_get(row, "run"));
-        if (state && (strcmp(state, "done") == 0 || strcmp(state, "dead") == 0)) {
-            json_t *result = json_loads(json_string_value(json_object_get(row, "result")),
-                                        JSON_DECODE_ANY, NULL);
-            json_t *msg = json_pack("{s:O, s:s, s:s, s:o?, s:O?}", "call",
-                                    json_object_get(row, "call"), "run", run_id, "outcome",
-                                    strcmp(state, "done") == 0 ? "ok" : "failed", "result",
-                                    result, "error", json_object_get(row, "error"));
-            on_done(e, p, msg);
-            json_decref(msg);
-        } else if (run_id) {
-            run *r = e->nwaiting < WAITING_MAX ? load_run(e, run_id) : NULL;
-            if (r) {
-                keep_waiting(e, p, r);
+    /* Keyset over runs_finished (state, updated_ms, rowid). A run this
+     * recovery touches is saved with updated_ms = p->now and must not be seen
+     * again, so the walk stops before p->now; should the clock have gone back
+     * since the last write, p->now moves past it first. */
+    json_t *top = query(e, "SELECT max(updated_ms) AS t FROM runs WHERE state = 'waiting'", NULL);
+    json_t *t = json_object_get(json_array_get(top, 0), "t");
+    if (json_is_integer(t) && json_integer_value(t) >= p->now) {
+        p->now = json_integer_value(t) + 1;
+    }
+    json_decref(top);
+    json_int_t after_ms = INT64_MIN, after_row = 0;
+    for (;;) {
+        json_t *rows = query(e,
+                             "SELECT r.rowid AS rn, r.updated_ms AS um, r.id AS run, o.id AS call, "
+                             "o.state, o.result, o.last_error AS error FROM runs r LEFT JOIN outbox o "
+                             "ON o.id = r.id || '.' || (r.step + 1) WHERE r.state = "
+                             "'waiting' AND r.updated_ms < ?1 AND (r.updated_ms, r.rowid) > (?2, ?3) "
+                             "ORDER BY r.updated_ms, r.rowid LIMIT ?4",
+                             json_pack("[I, I, I, i]", (json_int_t)p->now, after_ms, after_row, RECOVER_PAGE));
+        size_t i, n = json_array_size(rows);
+        json_t *row;
+        json_array_foreach(rows, i, row)
+        {
+            after_ms = json_integer_value(json_object_get(row, "um"));
+            after_row = json_integer_value(json_object_get(row, "rn"));
+            const char *state = json_string_value(json_object_get(row, "state"));
+            const char *run_id = json_string_value(json_object_get(row, "run"));
+            if (state && (strcmp(state, "done") == 0 || strcmp(state, "dead") == 0)) {
+                json_t *result = json_loads(json_string_value(json_object_get(row, "result")),
+                                            JSON_DECODE_ANY, NULL);
+                json_t *msg = json_pack("{s:O, s:s, s:s, s:o?, s:O?}", "call",
+                                        json_object_get(row, "call"), "run", run_id, "outcome",
+                                        strcmp(state, "done") == 0 ? "ok" : "failed", "result",
+                                        result, "error", json_object_get(row, "error"));
+                on_done(e, p, msg);
+                json_decref(msg);
+            } else if (run_id) {
+                run *r = e->nwaiting < WAITING_MAX ? load_run(e, run_id) : NULL;
+                if (r) {
+                    keep_waiting(e, p, r);
+                }
+            }
+            (*resumed)++;
+            if (json_array_size(p->sql) >= PASS_MAX) {
+                finish_pass(e, p);
             }
         }
-        resumed++;
-    }
-    json_decref(rows);
-    rows = query(e, "SELECT envelope FROM events WHERE state = 'new' ORDER BY created_ms", NULL);
-    json_array_foreach(rows, i, row)
-    {
-        char err[160];
-        const char *text = json_string_value(json_object_get(row, "envelope"));
-        json_t *env = text ? wh_env_decode(text, strlen(text), err, sizeof err) : NULL;
-        if (env) {
-            json_object_del(env, "reply_to"); /* that caller is gone */
-            on_event(e, p, env);
-            replayed++;
-            json_decref(env);
-        }
-        if (json_array_size(p->sql) >= PASS_MAX) {
-            finish_pass(e, p);
+        json_decref(rows);
+        if (n < RECOVER_PAGE) {
+            return;
         }
     }
-    json_decref(rows);
-    rows = query(e, "SELECT min(due_ms) AS t FROM debounce", NULL);
+}
+
+static void recover_events(wh_engine *e, pass *p, size_t *replayed)
+{
+    /* In journal order: rowid, which events_state (state, rowid) serves. */
+    json_int_t after = 0;
+    for (;;) {
+        json_t *rows = query(e,
+                             "SELECT rowid AS rn, envelope FROM events WHERE state = 'new' AND "
+                             "rowid > ?1 ORDER BY rowid LIMIT ?2",
+                             json_pack("[I, i]", after, RECOVER_PAGE));
+        size_t i, n = json_array_size(rows);
+        json_t *row;
+        json_array_foreach(rows, i, row)
+        {
+            char err[160];
+            after = json_integer_value(json_object_get(row, "rn"));
+            const char *text = json_string_value(json_object_get(row, "envelope"));
+            json_t *env = text ? wh_env_decode(text, strlen(text), err, sizeof err) : NULL;
+            if (env) {
+                json_object_del(env, "reply_to"); /* that caller is gone */
+                on_event(e, p, env);
+                (*replayed)++;
+                json_decref(env);
+            }
+            if (json_array_size(p->sql) >= PASS_MAX) {
+                finish_pass(e, p);
+            }
+        }
+        json_decref(rows);
+        if (n < RECOVER_PAGE) {
+            return;
+        }
+    }
+}
+
+static void recover(wh_engine *e, pass *p)
+{
+    size_t resumed = 0, replayed = 0;
+    recover_runs(e, p, &resumed);
+    finish_pass(e, p);
+    recover_events(e, p, &replayed);
+    json_t *rows = query(e, "SELECT min(due_ms) AS t FROM debounce", NULL);
     json_t *t = json_object_get(json_array_get(rows, 0), "t");
     e->next_debounce = json_is_integer(t) ? json_integer_value(t) : 0;
     json_decref(rows);
