@@ -733,6 +733,24 @@ static json_t *wanted_prefixes(wh_rules *rules)
     return want;
 }
 
+int wh_engine_consumes(wh_engine *e, const char *source)
+{
+    size_t n = strlen(source);
+    int yes = 0;
+    pthread_mutex_lock(&e->lock);
+    for (size_t i = 0; !yes && e->rules && i < wh_rules_count(e->rules); i++) {
+        const wh_rule *rule = wh_rules_get(e->rules, i);
+        const char *on = wh_rule_on(rule);
+        const char *slash = on ? strchr(on, '/') : NULL;
+        if (slash && wh_rule_enabled(rule)) {
+            size_t len = (size_t)(slash - on);
+            yes = (len == 1 && on[0] == '*') || (len == n && memcmp(on, source, n) == 0);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return yes;
+}
+
 static void resubscribe(wh_engine *e)
 {
     pthread_mutex_lock(&e->lock);

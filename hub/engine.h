@@ -34,6 +34,12 @@ void wh_engine_set_rules(wh_engine *engine, wh_rules *rules);
  * `gateway.max_rule_lag`. Readable from any thread; valid while the engine is.
  */
 const _Atomic int64_t *wh_engine_lag(const wh_engine *engine);
+/**
+ * Whether events from `source` reach the engine at all: an enabled rule names
+ * that source, or `*`. The gateway refuses only those while the engine lags;
+ * the others never queue behind it. Any thread.
+ */
+int wh_engine_consumes(wh_engine *engine, const char *source);
 /** Most rows one cleanup statement removes. */
 #define WH_CLEANUP_CHUNK 2000
 /**

@@ -515,8 +515,10 @@ static void submit_events(wh_request *r)
     }
     if (gw->opts.rule_lag_ms && gw->opts.max_rule_lag_ms > 0 && json_array_size(r->journal) > 0) {
         int64_t lag = atomic_load(gw->opts.rule_lag_ms);
-        if (lag > gw->opts.max_rule_lag_ms) {
-            /* the rules are behind: taking more would only grow the queue in memory */
+        if (lag > gw->opts.max_rule_lag_ms &&
+            (!gw->opts.consumes || gw->opts.consumes(gw->opts.consumes_ud, r->inst->name))) {
+            /* the rules are behind: taking more would only grow the queue in memory
+             * (an instance no rule reads never queues behind them) */
             char detail[128];
             snprintf(detail, sizeof detail, "rules are %lld ms behind; retry shortly",
                      (long long)lag);

@@ -25,6 +25,10 @@ typedef struct wh_gateway_opts {
     const json_t *api_tokens; /**< the replies API's tokens; NULL: /v1/ is off */
     const _Atomic int64_t *rule_lag_ms; /**< the engine's lag (wh_engine_lag); NULL: none */
     int64_t max_rule_lag_ms;  /**< refuse new events (503 busy) while the lag is above; 0: never */
+    /** whether the engine takes events from this source (wh_engine_consumes):
+     *  only those are refused while it lags. NULL: all are. */
+    int (*consumes)(void *ud, const char *source);
+    void *consumes_ud;
 } wh_gateway_opts;
 
 typedef struct wh_gateway wh_gateway;

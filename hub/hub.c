@@ -55,6 +55,11 @@ static void reload_from_watch(void *ud)
     wh_hub_reload(ud);
 }
 
+static int engine_consumes(void *ud, const char *source)
+{
+    return wh_engine_consumes(ud, source);
+}
+
 int wh_hub_reload(wh_hub *hub)
 {
     pthread_mutex_lock(&hub->reload_lock);
@@ -152,6 +157,8 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     gopts.node = hub->node;
     gopts.api_tokens = cfg->api_tokens;
     gopts.rule_lag_ms = wh_engine_lag(hub->engine);
+    gopts.consumes = engine_consumes;
+    gopts.consumes_ud = hub->engine;
     hub->gateway = wh_gateway_new(&gopts, cfg->instances, hub->store, wh_bus_zctx(hub->bus),
                                   wh_bus_inproc(hub->bus), err, sizeof err);
     if (!hub->gateway) {
