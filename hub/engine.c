@@ -83,7 +83,17 @@ struct wh_engine {
     int recovered;         /* recover() has finished (guarded by lock) */
     atomic_int resubscribe;
     int64_t next_cleanup; /* mono ms */
+    int64_t next_sweep;   /* mono ms */
+    json_t *consumed;     /* {source: true}, "*" for all: what the rules read (guarded by lock) */
+    json_t *swept;        /* ids the last sweep took, should the bus bring one after all */
 };
+
+/* Journaled events the bus did not bring (a publish that failed, a message
+ * ZeroMQ dropped past its high-water mark, a subscription that took effect
+ * after a rule was added) are taken from the journal: every SWEEP_EVERY_MS,
+ * those SWEEP_GRACE_MS older than the last event the bus brought. */
+#define SWEEP_EVERY_MS 10000
+#define SWEEP_GRACE_MS 10000
 
 static unsigned hash(const char *s)
 {
@@ -655,19 +665,28 @@ static void recover_runs(wh_engine *e, pass *p, size_t *resumed)
     }
 }
 
-static void recover_events(wh_engine *e, pass *p, size_t *replayed)
+/*
+ * Handle the journal's `new` events in journal order (rowid, which
+ * events_state (state, rowid) serves), up to the first created at or after
+ * `before_ms` (0: all). Returns how many were handled.
+ */
+static size_t take_journal(wh_engine *e, pass *p, int64_t before_ms)
 {
-    /* In journal order: rowid, which events_state (state, rowid) serves. */
     json_int_t after = 0;
+    size_t taken = 0;
     for (;;) {
         json_t *rows = query(e,
-                             "SELECT rowid AS rn, envelope FROM events WHERE state = 'new' AND "
-                             "rowid > ?1 ORDER BY rowid LIMIT ?2",
+                             "SELECT rowid AS rn, id, created_ms AS t, envelope FROM events WHERE "
+                             "state = 'new' AND rowid > ?1 ORDER BY rowid LIMIT ?2",
                              json_pack("[I, i]", after, RECOVER_PAGE));
         size_t i, n = json_array_size(rows);
         json_t *row;
         json_array_foreach(rows, i, row)
         {
+            if (before_ms && json_integer_value(json_object_get(row, "t")) >= before_ms) {
+                n = 0; /* the rest are newer still: the bus brings them */
+                break;
+            }
             char err[160];
             after = json_integer_value(json_object_get(row, "rn"));
             const char *text = json_string_value(json_object_get(row, "envelope"));
@@ -675,8 +694,18 @@ static void recover_events(wh_engine *e, pass *p, size_t *replayed)
             if (env) {
                 json_object_del(env, "reply_to"); /* that caller is gone */
                 on_event(e, p, env);
-                (*replayed)++;
+                taken++;
                 json_decref(env);
+                if (before_ms) {
+                    json_object_set(e->swept, json_string_value(json_object_get(row, "id")),
+                                    json_true());
+                }
+            } else {
+                const char *id = json_string_value(json_object_get(row, "id"));
+                wh_error("engine", "journaled event %s cannot be read (%s); it is skipped",
+                         id ? id : "?", text ? err : "no envelope");
+                wh_sqlbatch_add(p->sql, "UPDATE events SET state = 'done' WHERE id = ?1",
+                                json_pack("[s?]", id));
             }
             if (json_array_size(p->sql) >= PASS_MAX) {
                 finish_pass(e, p);
@@ -684,7 +713,7 @@ static void recover_events(wh_engine *e, pass *p, size_t *replayed)
         }
         json_decref(rows);
         if (n < RECOVER_PAGE) {
-            return;
+            return taken;
         }
     }
 }
@@ -694,7 +723,7 @@ static void recover(wh_engine *e, pass *p)
     size_t resumed = 0, replayed = 0;
     recover_runs(e, p, &resumed);
     finish_pass(e, p);
-    recover_events(e, p, &replayed);
+    replayed = take_journal(e, p, 0);
     json_t *rows = query(e, "SELECT min(due_ms) AS t FROM debounce", NULL);
     json_t *t = json_object_get(json_array_get(rows, 0), "t");
     e->next_debounce = json_is_integer(t) ? json_integer_value(t) : 0;
@@ -733,20 +762,26 @@ static json_t *wanted_prefixes(wh_rules *rules)
     return want;
 }
 
-int wh_engine_consumes(wh_engine *e, const char *source)
+/* The sources the rules read, for wh_engine_consumes(): {source: true}, or {"*": true}. */
+static json_t *consumed_sources(wh_rules *rules)
 {
-    size_t n = strlen(source);
-    int yes = 0;
-    pthread_mutex_lock(&e->lock);
-    for (size_t i = 0; !yes && e->rules && i < wh_rules_count(e->rules); i++) {
-        const wh_rule *rule = wh_rules_get(e->rules, i);
+    json_t *set = json_object();
+    for (size_t i = 0; set && rules && i < wh_rules_count(rules); i++) {
+        const wh_rule *rule = wh_rules_get(rules, i);
         const char *on = wh_rule_on(rule);
         const char *slash = on ? strchr(on, '/') : NULL;
         if (slash && wh_rule_enabled(rule)) {
-            size_t len = (size_t)(slash - on);
-            yes = (len == 1 && on[0] == '*') || (len == n && memcmp(on, source, n) == 0);
+            json_object_setn_new(set, on, (size_t)(slash - on), json_true());
         }
     }
+    return set;
+}
+
+int wh_engine_consumes(wh_engine *e, const char *source)
+{
+    pthread_mutex_lock(&e->lock);
+    int yes = !e->consumed || json_object_get(e->consumed, "*") ||
+              json_object_get(e->consumed, source);
     pthread_mutex_unlock(&e->lock);
     return yes;
 }
@@ -827,6 +862,13 @@ static void take(wh_engine *e, pass *p, const char *topic, const char *raw, size
         if (age >= 0) {
             atomic_store(&e->lag_ms, age);
         }
+        if (json_object_size(e->swept) > 0) {
+            const char *id = memmem(raw, len, "\"id\":\"", 6);
+            if (id && (size_t)(raw + len - id) > 6 + 32 &&
+                json_object_getn(e->swept, id + 6, 32)) {
+                return; /* a sweep took it from the journal already */
+            }
+        }
         char err[200];
         json_t *env = worth_decoding(e, topic, raw, len) ? wh_env_decode(raw, len, err, sizeof err)
                                                           : NULL;
@@ -851,12 +893,11 @@ static void take(wh_engine *e, pass *p, const char *topic, const char *raw, size
 }
 
 /*
- * The journal keeps an hour, de-duplication ids a day; runs and delivered
- * calls are kept a week for `wirehub runs` / `outbox`. Events still `new`
- * after an hour are ones no rule subscribed to (dropped at the publisher,
- * never seen here); the ones a crash left unhandled were taken by recover()
- * at start. Each statement removes at most WH_CLEANUP_CHUNK rows and reads about
- * as many (events and seen from the oldest rowid, which is the oldest row;
+ * The journal keeps handled events an hour, de-duplication ids a day; runs
+ * and delivered calls are kept a week for `wirehub runs` / `outbox`. An event
+ * still `new` is never removed: the sweep (or the next start) handles it.
+ * Each statement removes at most WH_CLEANUP_CHUNK rows and reads about
+ * as many (events through events_state, oldest first; seen from the oldest rowid;
  * runs and outbox through their (state, time) indexes), so the writer is never
  * held for a scan of a large table; while a chunk comes back full, the next
  * cleanup follows a second later instead of a minute.
@@ -868,8 +909,8 @@ int wh_engine_cleanup(sqlite3 *db, void *ud)
         const char *sql;
         int64_t keep_ms;
     } steps[] = {
-        {"DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY rowid LIMIT ?2) "
-         "AND created_ms < ?1",
+        {"DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE state = 'done' "
+         "ORDER BY rowid LIMIT ?2) AND created_ms < ?1",
          3600 * 1000LL},
         {"DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY rowid LIMIT ?2) AND "
          "created_ms < ?1",
@@ -913,12 +954,26 @@ static void cleanup(wh_engine *e)
     e->next_cleanup = wh_mono_ms() + (more ? 1000 : 60000);
 }
 
+/* Take from the journal what the bus should have brought long ago (see SWEEP_EVERY_MS). */
+static void sweep(wh_engine *e, pass *p)
+{
+    int64_t seen = p->now - atomic_load(&e->lag_ms); /* the bus has brought events up to here */
+    json_object_clear(e->swept); /* the last sweep's: kept SWEEP_EVERY_MS, no bus is that late */
+    size_t n = take_journal(e, p, seen - SWEEP_GRACE_MS);
+    finish_pass(e, p);
+    if (n) {
+        wh_warn("engine", "took %zu journaled event(s) the bus had not delivered", n);
+    }
+    e->next_sweep = wh_mono_ms() + SWEEP_EVERY_MS;
+}
+
 static void *engine_main(void *arg)
 {
     wh_engine *e = arg;
     pass p = {json_array(), json_array(), wh_now_ms()};
     recover(e, &p);
     e->next_cleanup = wh_mono_ms() + 60000;
+    e->next_sweep = wh_mono_ms() + SWEEP_EVERY_MS;
     pthread_mutex_lock(&e->lock);
     e->recovered = 1;
     pthread_cond_broadcast(&e->recovered_cond);
@@ -948,6 +1003,10 @@ static void *engine_main(void *arg)
         finish_pass(e, &p);
         if (wh_mono_ms() >= e->next_cleanup) {
             cleanup(e);
+        }
+        if (wh_mono_ms() >= e->next_sweep) {
+            p.now = wh_now_ms();
+            sweep(e, &p);
         }
     }
     json_decref(p.sql);
@@ -995,6 +1054,8 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
         goto fail;
     }
     e->rules = rules;
+    e->consumed = consumed_sources(rules);
+    e->swept = json_object();
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         e->rules = NULL;
         snprintf(err, errsize, "cannot start the engine thread");
@@ -1017,10 +1078,14 @@ fail:
 
 void wh_engine_set_rules(wh_engine *e, wh_rules *rules)
 {
+    json_t *consumed = consumed_sources(rules);
     pthread_mutex_lock(&e->lock);
     wh_rules *old = e->rules;
     e->rules = rules;
+    json_t *was = e->consumed;
+    e->consumed = consumed;
     pthread_mutex_unlock(&e->lock);
+    json_decref(was);
     atomic_store(&e->resubscribe, 1);
     wh_rules_unref(&old);
 }
@@ -1049,6 +1114,8 @@ void wh_engine_destroy(wh_engine **pe)
     wh_sub_destroy(&e->sub);
     wh_pub_destroy(&e->pub);
     json_decref(e->subscribed);
+    json_decref(e->consumed);
+    json_decref(e->swept);
     wh_rules_unref(&e->rules);
     pthread_cond_destroy(&e->recovered_cond);
     pthread_mutex_destroy(&e->lock);

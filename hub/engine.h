@@ -44,10 +44,11 @@ int wh_engine_consumes(wh_engine *engine, const char *source);
 #define WH_CLEANUP_CHUNK 2000
 /**
  * A store job (wh_store_fn) that removes what the state file no longer keeps:
- * events older than an hour, de-duplication ids older than a day, finished
- * runs and delivered calls older than a week — at most WH_CLEANUP_CHUNK rows
- * per table. `ud` is an int set to 1 when some table had more to remove. The
- * engine runs it every minute (every second while it has more); exposed for tests.
+ * handled events older than an hour (never an unhandled one), de-duplication
+ * ids older than a day, finished runs and delivered calls older than a week —
+ * at most WH_CLEANUP_CHUNK rows per table. `ud` is an int set to 1 when some
+ * table had more to remove. The engine runs it every minute (every second while
+ * it has more); exposed for tests.
  */
 int wh_engine_cleanup(sqlite3 *db, void *ud);
 /** Stop: runs waiting for calls stay in the store for the next start. NULL-safe. */

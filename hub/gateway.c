@@ -434,6 +434,7 @@ static int prepare_events(wh_request *r)
     r->outgoing = json_array();
     r->journal = json_array();
     int64_t now = wh_now_ms();
+    int consumed = !gw->opts.consumes || gw->opts.consumes(gw->opts.consumes_ud, r->inst->name);
     size_t i;
     json_t *ev;
     json_array_foreach(wh->events, i, ev)
@@ -457,11 +458,12 @@ static int prepare_events(wh_request *r)
             snprintf(r->reqid, sizeof r->reqid, "%s", id);
             r->event = json_loadb(text, len, 0, NULL);
         }
+        /* an event no rule reads is journaled as handled: nothing will take it */
         wh_sqlbatch_add(r->journal,
                         "INSERT OR IGNORE INTO events (id, source, kind, envelope, state, "
-                        "created_ms) VALUES (?1, ?2, ?3, ?4, 'new', ?5)",
-                        json_pack("[s, s, s, s, I]", id, r->inst->name, kind, text,
-                                  (json_int_t)now));
+                        "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        json_pack("[s, s, s, s, s, I]", id, r->inst->name, kind, text,
+                                  consumed ? "new" : "done", (json_int_t)now));
         json_array_append_new(r->outgoing, json_pack("[s, s]", topic, text));
         free(text);
         wh_buf_printf(&ids, "%s\"%s\"", i ? "," : "", id);

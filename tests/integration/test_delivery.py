@@ -258,6 +258,38 @@ class RecoveryTest(HubTest):
                                     "GROUP BY state").fetchall(), [("done", self.RUNS)])
         db.close()
 
+    def test_journaled_event_the_bus_lost_is_swept_up(self):
+        # An event in the journal that the bus never brought (a failed publish,
+        # a message dropped past the high-water mark): the engine takes it from
+        # the journal within a sweep (10 s), without waiting for a restart.
+        import sqlite3
+        api = FakeAPI()
+        self.addCleanup(api.close)
+        h = self.hub(CONFIG % {"attempts": 8, "timeout": 30000} + "  quiet:\n    type: webhook\n",
+                     files={"rules/r.yaml": RULES % {"url": api.url}})
+        # events of an instance no rule reads are journaled as handled
+        s, b = h.json_request("POST", "/hooks/quiet/x", {"n": 1})
+        self.assertEqual(s, 200, b)
+        s, live = h.json_request("POST", "/hooks/in/live", {"n": 2})
+        self.assertEqual(s, 200, live)
+        api.wait_requests(1, "/live")
+        db = sqlite3.connect(os.path.join(h.dir, "wirehub.db"), timeout=30)
+        self.assertEqual(db.execute("SELECT state FROM events WHERE id = ?",
+                                    (b["events"][0],)).fetchall(), [("done",)])
+        t = int(time.time() * 1000) - 30000
+        eid = "%012x%020x" % (t, 7)
+        env = {"id": eid, "time": "2026-01-01T00:00:00.000Z", "source": "in", "kind": "lost",
+               "data": {"body": {"n": 5}, "headers": {}, "query": {}, "path": "lost"}}
+        with db:
+            db.execute("INSERT INTO events (id, source, kind, envelope, state, created_ms) "
+                       "VALUES (?, 'in', 'lost', ?, 'new', ?)", (eid, json.dumps(env), t))
+        db.close()
+        reqs = api.wait_requests(1, "/lost", timeout=40)
+        self.assertEqual(reqs[0]["headers"].get("idempotency-key"), eid + ".1.1")
+        self.assertEqual(reqs[0]["json"], {"n": 5})
+        h.err.wait_for(r"took 1 journaled event\(s\) the bus had not delivered", timeout=10)
+        self.assertEqual(h.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

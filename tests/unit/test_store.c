@@ -996,7 +996,15 @@ static int fill_for_cleanup(sqlite3 *db, void *ud)
     (void)ud;
     long long now = wh_now_ms(), hour = 3600000LL, day = 24 * hour, week = 7 * day;
     char sql[1024];
-    /* 2,500 events older than an hour, then 3 recent ones */
+    /* first (oldest rowids) 2 events never handled: they stay, however old */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO events (id, source, kind, envelope, state, created_ms) VALUES "
+             "('u1', 's', 'k', '{}', 'new', %lld), ('u2', 's', 'k', '{}', 'new', %lld)",
+             now - 3 * day, now - 2 * hour);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        return WH_ERR;
+    }
+    /* then 2,500 handled events older than an hour, then 3 recent ones */
     for (int i = 0; i < 2503; i++) {
         snprintf(sql, sizeof sql,
                  "INSERT INTO events (id, source, kind, envelope, state, created_ms) VALUES "
@@ -1034,8 +1042,8 @@ static long long count_where(wh_store *s, const char *sql)
     return q.n;
 }
 
-/* The engine's cleanup removes what is past keeping, at most a chunk per table
-   per call, and says when a table had more. */
+/* The engine's cleanup removes what is past keeping, never an event not yet
+   handled, at most a chunk per table per call, and says when a table had more. */
 static void test_cleanup(void)
 {
     char *p = path_in("cleanup.db");
@@ -1050,11 +1058,12 @@ static void test_cleanup(void)
     int more = -1;
     CHECK_INT(wh_store_write_sync(s, wh_engine_cleanup, &more), WH_OK);
     CHECK_INT(more, 1);
-    CHECK_INT(count_where(s, "SELECT count(*) FROM events"), 2503 - WH_CLEANUP_CHUNK);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM events"), 2 + 2503 - WH_CLEANUP_CHUNK);
     more = -1;
     CHECK_INT(wh_store_write_sync(s, wh_engine_cleanup, &more), WH_OK);
     CHECK_INT(more, 0);
-    CHECK_INT(count_where(s, "SELECT count(*) FROM events"), 3);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM events"), 2 + 3);
+    CHECK_INT(count_where(s, "SELECT count(*) FROM events WHERE id IN ('u1', 'u2')"), 2);
     CHECK_INT(count_where(s, "SELECT count(*) FROM seen WHERE id = 'new'"), 1);
     CHECK_INT(count_where(s, "SELECT count(*) FROM seen"), 1);
     CHECK_INT(count_where(s, "SELECT count(*) FROM runs WHERE id IN ('r-waiting', 'r-new')"), 2);
