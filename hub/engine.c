@@ -86,6 +86,7 @@ struct wh_engine {
     int64_t next_sweep;   /* mono ms */
     json_t *consumed;     /* {source: true}, "*" for all: what the rules read (guarded by lock) */
     json_t *swept;        /* ids the last sweep took, should the bus bring one after all */
+    int64_t outcomes_from; /* calls finished before this were seen by recover() or a sweep */
 };
 
 /* Journaled events the bus did not bring (a publish that failed, a message
@@ -609,6 +610,21 @@ static void finish_pass(wh_engine *e, pass *p)
  */
 #define RECOVER_PAGE 512
 
+/* A row {call, run, state, result, error} of a finished call: act on it as
+   on its done/engine message (on_done ignores a run no longer waiting for it). */
+static void resume_finished(wh_engine *e, pass *p, const json_t *row)
+{
+    const char *state = json_string_value(json_object_get(row, "state"));
+    json_t *result =
+        json_loads(json_string_value(json_object_get(row, "result")), JSON_DECODE_ANY, NULL);
+    json_t *msg = json_pack("{s:O, s:O, s:s, s:o?, s:O?}", "call", json_object_get(row, "call"),
+                            "run", json_object_get(row, "run"), "outcome",
+                            state && strcmp(state, "done") == 0 ? "ok" : "failed", "result",
+                            result, "error", json_object_get(row, "error"));
+    on_done(e, p, msg);
+    json_decref(msg);
+}
+
 static void recover_runs(wh_engine *e, pass *p, size_t *resumed)
 {
     /* Keyset over runs_finished (state, updated_ms, rowid). A run this
@@ -639,14 +655,7 @@ static void recover_runs(wh_engine *e, pass *p, size_t *resumed)
             const char *state = json_string_value(json_object_get(row, "state"));
             const char *run_id = json_string_value(json_object_get(row, "run"));
             if (state && (strcmp(state, "done") == 0 || strcmp(state, "dead") == 0)) {
-                json_t *result = json_loads(json_string_value(json_object_get(row, "result")),
-                                            JSON_DECODE_ANY, NULL);
-                json_t *msg = json_pack("{s:O, s:s, s:s, s:o?, s:O?}", "call",
-                                        json_object_get(row, "call"), "run", run_id, "outcome",
-                                        strcmp(state, "done") == 0 ? "ok" : "failed", "result",
-                                        result, "error", json_object_get(row, "error"));
-                on_done(e, p, msg);
-                json_decref(msg);
+                resume_finished(e, p, row);
             } else if (run_id) {
                 run *r = e->nwaiting < WAITING_MAX ? load_run(e, run_id) : NULL;
                 if (r) {
@@ -954,7 +963,42 @@ static void cleanup(wh_engine *e)
     e->next_cleanup = wh_mono_ms() + (more ? 1000 : 60000);
 }
 
-/* Take from the journal what the bus should have brought long ago (see SWEEP_EVERY_MS). */
+/* Runs still waiting on a call that finished in [e->outcomes_from, before_ms):
+   their done/engine message was lost. Keyset over outbox_due (state, next_at_ms,
+   rowid); a finished call's next_at_ms is when it finished. */
+static size_t take_outcomes(wh_engine *e, pass *p, int64_t before_ms)
+{
+    json_int_t after_ms = e->outcomes_from - 1, after_row = INT64_MAX;
+    size_t taken = 0;
+    for (;;) {
+        json_t *rows = query(
+            e,
+            "SELECT o.rowid AS rn, o.next_at_ms AS t, o.id AS call, o.run_id AS run, o.state, "
+            "o.result, o.last_error AS error FROM outbox o JOIN runs r ON r.id = o.run_id AND "
+            "r.step + 1 = o.step WHERE o.state IN ('done', 'dead') AND (o.next_at_ms, o.rowid) > "
+            "(?1, ?2) AND o.next_at_ms < ?3 AND r.state = 'waiting' ORDER BY o.next_at_ms, o.rowid "
+            "LIMIT ?4",
+            json_pack("[I, I, I, i]", after_ms, after_row, (json_int_t)before_ms, RECOVER_PAGE));
+        size_t i, n = json_array_size(rows);
+        json_t *row;
+        json_array_foreach(rows, i, row)
+        {
+            after_ms = json_integer_value(json_object_get(row, "t"));
+            after_row = json_integer_value(json_object_get(row, "rn"));
+            resume_finished(e, p, row);
+            taken++;
+            if (json_array_size(p->sql) >= PASS_MAX) {
+                finish_pass(e, p);
+            }
+        }
+        json_decref(rows);
+        if (n < RECOVER_PAGE) {
+            return taken;
+        }
+    }
+}
+
+/* Take from the store what the bus should have brought long ago (see SWEEP_EVERY_MS). */
 static void sweep(wh_engine *e, pass *p)
 {
     int64_t seen = p->now - atomic_load(&e->lag_ms); /* the bus has brought events up to here */
@@ -964,6 +1008,15 @@ static void sweep(wh_engine *e, pass *p)
     if (n) {
         wh_warn("engine", "took %zu journaled event(s) the bus had not delivered", n);
     }
+    int64_t until = seen - SWEEP_GRACE_MS;
+    if (until > e->outcomes_from) {
+        n = take_outcomes(e, p, until);
+        finish_pass(e, p);
+        e->outcomes_from = until;
+        if (n) {
+            wh_warn("engine", "resumed %zu run(s) whose call outcome the bus had not delivered", n);
+        }
+    }
     e->next_sweep = wh_mono_ms() + SWEEP_EVERY_MS;
 }
 
@@ -971,6 +1024,7 @@ static void *engine_main(void *arg)
 {
     wh_engine *e = arg;
     pass p = {json_array(), json_array(), wh_now_ms()};
+    e->outcomes_from = p.now; /* recover() took every call finished before */
     recover(e, &p);
     e->next_cleanup = wh_mono_ms() + 60000;
     e->next_sweep = wh_mono_ms() + SWEEP_EVERY_MS;

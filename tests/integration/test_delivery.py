@@ -189,11 +189,9 @@ class RecoveryTest(HubTest):
     EVENTS = 1300
     RUNS = 700
 
-    def test_backlog_left_by_a_crash_is_resumed_once(self):
-        import sqlite3
-        api = FakeAPI()
-        self.addCleanup(api.close)
-        rules = RULES % {"url": api.url} + """
+    @staticmethod
+    def rules(api):
+        return RULES % {"url": api.url} + """
   - name: chain
     on: in/chain
     do:
@@ -203,6 +201,12 @@ class RecoveryTest(HubTest):
       - call: api.request
         with: { url: "%(url)s/second", json: { n: "{{first.body.got}}" } }
 """ % {"url": api.url}
+
+    def test_backlog_left_by_a_crash_is_resumed_once(self):
+        import sqlite3
+        api = FakeAPI()
+        self.addCleanup(api.close)
+        rules = self.rules(api)
         h = self.hub(CONFIG % {"attempts": 8, "timeout": 30000}, files={"rules/r.yaml": rules})
         self.assertEqual(h.stop(), 0)  # the state file now has the latest schema
 
@@ -258,15 +262,16 @@ class RecoveryTest(HubTest):
                                     "GROUP BY state").fetchall(), [("done", self.RUNS)])
         db.close()
 
-    def test_journaled_event_the_bus_lost_is_swept_up(self):
+    def test_what_the_bus_lost_is_swept_up(self):
         # An event in the journal that the bus never brought (a failed publish,
-        # a message dropped past the high-water mark): the engine takes it from
-        # the journal within a sweep (10 s), without waiting for a restart.
+        # a message dropped past the high-water mark), and a call outcome it
+        # never brought to the engine: within two sweeps (10 s apart) the
+        # engine takes both from the store, without waiting for a restart.
         import sqlite3
         api = FakeAPI()
         self.addCleanup(api.close)
         h = self.hub(CONFIG % {"attempts": 8, "timeout": 30000} + "  quiet:\n    type: webhook\n",
-                     files={"rules/r.yaml": RULES % {"url": api.url}})
+                     files={"rules/r.yaml": self.rules(api)})
         # events of an instance no rule reads are journaled as handled
         s, b = h.json_request("POST", "/hooks/quiet/x", {"n": 1})
         self.assertEqual(s, 200, b)
@@ -276,20 +281,36 @@ class RecoveryTest(HubTest):
         db = sqlite3.connect(os.path.join(h.dir, "wirehub.db"), timeout=30)
         self.assertEqual(db.execute("SELECT state FROM events WHERE id = ?",
                                     (b["events"][0],)).fetchall(), [("done",)])
-        t = int(time.time() * 1000) - 30000
+        now = int(time.time() * 1000)
+        t = now - 30000
         eid = "%012x%020x" % (t, 7)
         env = {"id": eid, "time": "2026-01-01T00:00:00.000Z", "source": "in", "kind": "lost",
                "data": {"body": {"n": 5}, "headers": {}, "query": {}, "path": "lost"}}
         with db:
             db.execute("INSERT INTO events (id, source, kind, envelope, state, created_ms) "
                        "VALUES (?, 'in', 'lost', ?, 'new', ?)", (eid, json.dumps(env), t))
+            db.execute("INSERT INTO runs (id, event_id, rule, step, ctx, state, created_ms, "
+                       "updated_ms) VALUES ('lost-run', NULL, 'chain', 0, '{}', 'waiting', ?1, ?1)",
+                       (now,))
+            db.execute("INSERT INTO outbox (id, run_id, step, instance, op, args, key, state, "
+                       "attempts, next_at_ms, result, created_ms, updated_ms) VALUES "
+                       "('lost-run.1', 'lost-run', 1, 'api', 'request', '{}', 'lost-run.1', "
+                       "'done', 1, ?1, ?2, ?1, ?1)",
+                       (now, json.dumps({"status": 200, "headers": {}, "body": {"got": 9}})))
         db.close()
         reqs = api.wait_requests(1, "/lost", timeout=40)
         self.assertEqual(reqs[0]["headers"].get("idempotency-key"), eid + ".1.1")
         self.assertEqual(reqs[0]["json"], {"n": 5})
         h.err.wait_for(r"took 1 journaled event\(s\) the bus had not delivered", timeout=10)
+        reqs = api.wait_requests(1, "/second", timeout=40)
+        self.assertEqual((reqs[0]["headers"].get("idempotency-key"), reqs[0]["json"]),
+                         ("lost-run.2", {"n": 9}))
+        h.err.wait_for(r"resumed 1 run\(s\) whose call outcome the bus had not delivered",
+                       timeout=10)
         self.assertEqual(h.stop(), 0)
-
+        # what the bus did bring was not taken a second time
+        self.assertEqual(len([r for r in api.requests if r["path"] == "/live"]), 1)
+        self.assertEqual(h.err.text().count("had not delivered"), 2)
 
 if __name__ == "__main__":
     unittest.main()
