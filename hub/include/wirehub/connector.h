@@ -233,6 +233,9 @@ typedef struct wh_host {
      * The caller waits for the engine's respond (assistants). The hub holds
      * the request up to `deadline_ms`, then calls the connector's respond()
      * with `fallback` (a generic response object, e.g. {"speech": "…"}).
+     * When `gateway.max_waiting` callers already wait, the hub answers this
+     * one 429 `too_many_waiting` instead and still returns WH_OK: the refusal
+     * is the answer, and the connector has nothing more to do.
      * Ownership: borrows `fallback` (it is copied).
      */
     int (*wait)(wh_webhook *wh, long deadline_ms, const json_t *fallback);
