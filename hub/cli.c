@@ -65,10 +65,11 @@ wh_rules *wh_cli_load_rules(const wh_config *cfg)
     return rules;
 }
 
-wh_config *wh_cli_load_config(const char *path)
+static wh_config *cli_load(const char *path, int need_secrets)
 {
     json_t *errors = json_array();
-    wh_config *cfg = wh_config_load(path, errors);
+    wh_config *cfg =
+        need_secrets ? wh_config_load(path, errors) : wh_config_load_unresolved(path, errors);
     size_t i;
     json_t *e;
     json_array_foreach(errors, i, e)
@@ -77,6 +78,16 @@ wh_config *wh_cli_load_config(const char *path)
     }
     json_decref(errors);
     return cfg;
+}
+
+wh_config *wh_cli_load_config(const char *path)
+{
+    return cli_load(path, 1);
+}
+
+wh_config *wh_cli_load_config_unresolved(const char *path)
+{
+    return cli_load(path, 0);
 }
 
 static const char run_usage[] =
@@ -186,7 +197,7 @@ int wh_cmd_tail(int argc, char **argv)
         return WH_EXIT_USAGE;
     }
     const char *prefix = nrest ? rest[0] : "";
-    wh_config *cfg = wh_cli_load_config(config);
+    wh_config *cfg = wh_cli_load_config_unresolved(config);
     if (!cfg) {
         return WH_EXIT_USAGE;
     }
@@ -384,7 +395,7 @@ int wh_cmd_send(int argc, char **argv)
                 jerr.column, jerr.text);
         return WH_EXIT_USAGE;
     }
-    wh_config *cfg = wh_cli_load_config(config);
+    wh_config *cfg = wh_cli_load_config_unresolved(config);
     if (!cfg) {
         json_decref(data);
         return WH_EXIT_USAGE;

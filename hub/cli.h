@@ -29,6 +29,9 @@ int wh_cli_common(int argc, char **argv, const char **config, char **rest, int *
 
 /** Load a config and print every error to stderr; NULL on failure. */
 struct wh_config *wh_cli_load_config(const char *path);
+/** The same without requiring secrets (wh_config_load_unresolved): for tail,
+ *  send and the state commands. */
+struct wh_config *wh_cli_load_config_unresolved(const char *path);
 /** Load the config's rules and print every error to stderr; NULL on failure. */
 struct wh_rules *wh_cli_load_rules(const struct wh_config *cfg);
 int wh_cmd_send(int argc, char **argv);

@@ -18,7 +18,7 @@
 static wh_store *open_state(const char *config, wh_config **cfg_out, int *status)
 {
     *status = WH_EXIT_USAGE;
-    wh_config *cfg = wh_cli_load_config(config);
+    wh_config *cfg = wh_cli_load_config_unresolved(config);
     if (!cfg) {
         return NULL;
     }

@@ -284,7 +284,19 @@ static int positive(const json_t *obj, const char *key, long long max, const wh_
     return 0;
 }
 
+static wh_config *load(const char *path, json_t *errors, int need_secrets);
+
 wh_config *wh_config_load(const char *path, json_t *errors)
+{
+    return load(path, errors, 1);
+}
+
+wh_config *wh_config_load_unresolved(const char *path, json_t *errors)
+{
+    return load(path, errors, 0);
+}
+
+static wh_config *load(const char *path, json_t *errors, int need_secrets)
 {
     wh_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg) {
@@ -305,7 +317,13 @@ wh_config *wh_config_load(const char *path, json_t *errors)
     /* Keep going after a problem so that one run reports every problem in the file;
      * a value of the wrong type reads as absent below. */
     problems += wh_options_apply(top_options, NULL, root, cfg->doc, "", errors);
-    problems += wh_config_resolve_secrets(root, cfg->doc, "", cfg->dir, errors);
+    if (need_secrets) {
+        problems += wh_config_resolve_secrets(root, cfg->doc, "", cfg->dir, errors);
+    } else {
+        json_t *ignored = json_array(); /* what cannot be resolved stays as written */
+        wh_config_resolve_secrets(root, cfg->doc, "", cfg->dir, ignored);
+        json_decref(ignored);
+    }
     const char *listen = json_string_value(json_object_get(root, "listen"));
     if (listen && parse_listen(cfg, listen) != 0) {
         wh_doc_value_error(cfg->doc, errors, "/listen",

@@ -35,6 +35,13 @@ const char *wh_config_default_path(void);
  * secrets never appear in messages.
  */
 wh_config *wh_config_load(const char *path, json_t *errors);
+/**
+ * The same for commands that only read the state file or join the bus
+ * (tail, outbox, runs, replies, send): a secret reference that cannot be
+ * resolved is left as written, not an error, so an operator can run them
+ * without the hub's credentials. Never use the result to start connectors.
+ */
+wh_config *wh_config_load_unresolved(const char *path, json_t *errors);
 void wh_config_destroy(wh_config **cfg);
 
 /**

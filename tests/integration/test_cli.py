@@ -106,6 +106,31 @@ class CliTest(HubTest):
         r = h.cmd("runs", "-c", os.path.join(h.dir, "missing.yaml"))
         self.assertEqual(r.returncode, 2)
 
+    def test_operator_commands_run_without_the_hubs_secrets(self):
+        # Under systemd the hub's credentials are readable by the hub alone:
+        # tail, send and the state commands must not need them; run and check do.
+        cfg = ("bus:\n  bind: [\"ipc://wh-cli-bus\"]\nconnectors:\n  team:\n    type: webhook\n"
+               "    secret: ${env:WH_CLI_HOOK_SECRET}\n")
+        h = Hub(cfg, env={"WH_CLI_HOOK_SECRET": "s3cret-value-123"})
+        self.hubs.append(h)
+        h.start()
+        s, b = h.json_request("POST", "/hooks/team/x", {"n": 1})
+        self.assertEqual(s, 401, b)  # the secret is in force
+        del h.env["WH_CLI_HOOK_SECRET"]  # what the commands below run with
+        t = Tail(h)
+        self.assertIsNone(t.proc.poll())
+        self.assertEqual(t.stop(), 0)
+        self.assertEqual(h.stop(), 0)
+        for cmd in (["runs"], ["outbox"], ["replies", "k"]):
+            r = h.cmd(*cmd, "-c", h.config_path)
+            self.assertEqual(r.returncode, 0, (cmd, r.stderr))
+        r = h.cmd("send", "--dry-run", "-c", h.config_path, "team", "hello", "-", input=b"{}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for cmd in (["check"], ["run"]):
+            r = h.cmd(*cmd, "-c", h.config_path)
+            self.assertEqual(r.returncode, 2, cmd)
+            self.assertIn(b"WH_CLI_HOOK_SECRET", r.stderr)
+
     def test_render(self):
         h = Hub("", files={"t.mustache": "<speak>{{name}} & {{#items}}{{.}},{{/items}}</speak>",
                            "d.json": json.dumps({"name": "Q&A <today>", "items": [1, 2]}),
