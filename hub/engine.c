@@ -188,7 +188,7 @@ static void run_failed(pass *p, run *r, const char *instance, const char *op, co
     json_t *data = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:O?}", "rule",
                              wh_rule_name(r->rule), "file", wh_rule_file(r->rule), "run", r->id,
                              "step", (json_int_t)(r->step + 1), "instance", instance, "operation",
-                             op, "error", error ? error : "failed", "event",
+                             op, "error", error ? error : "failed", "origin",
                              json_object_get(r->ctx, "event"));
     json_t *env = data ? wh_env_new("hub", "call_failed", data) : NULL;
     if (!env) {

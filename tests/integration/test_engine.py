@@ -101,8 +101,15 @@ class EngineTest(HubTest):
         self.assertEqual((s, b), (200, {"text": "nobody answered"}))
         h.err.wait_for(r"fallback answer: no answer from the engine within 500 ms")
 
+    STUCK = """  - name: stuck
+    on: hub/call_failed
+    do:
+      - call: console.say
+        with: { channel: "#ops", text: "{{rule}} failed at step {{step}} for {{origin.source}}/{{origin.kind}} {{origin.id}}" }
+"""
+
     def test_failed_call_publishes_call_failed(self):
-        h = self.start()
+        h = self.start(rules=RULES + self.STUCK)
         tail = Tail(h, "in/hub/")
         s, b = h.json_request("POST", "/hooks/in/fail", {"x": 1})
         self.assertEqual(s, 200)
@@ -111,7 +118,13 @@ class EngineTest(HubTest):
         self.assertEqual(msg["data"]["rule"], "broken")
         self.assertEqual(msg["data"]["operation"], "request")
         self.assertIn("404", msg["data"]["error"])
+        self.assertEqual(msg["data"]["origin"], {"id": b["events"][0], "time": msg["data"]["origin"]
+                                                 ["time"], "source": "in", "kind": "fail"})
         self.assertEqual(len(self.api.requests), 1, "a 404 is not retried")
+        # a rule on hub/call_failed reads the failure and the event it came from
+        line = h.out.wait_for(r"^\[console #ops\] ")
+        self.assertEqual(line.string, "[console #ops] broken failed at step 1 for in/fail %s"
+                         % b["events"][0])
 
     def test_reload_swaps_rules_and_failed_reload_keeps_them(self):
         h = self.start()
