@@ -221,7 +221,8 @@ int wh_cmd_outbox(int argc, char **argv)
 
 static const char runs_usage[] =
     "usage: wirehub runs [-c FILE] [--failed] [--json]\n"
-    "  List rule runs (newest last) with state, step and error.\n"
+    "  List rule runs (newest last) with state, step and error. Steps count from 1:\n"
+    "  the step a run is at or failed at; for a finished run, how many it ran.\n"
     "exit: 0 listed, 1 the state cannot be read, 2 usage or config\n";
 
 int wh_cmd_runs(int argc, char **argv)
@@ -250,11 +251,15 @@ int wh_cmd_runs(int argc, char **argv)
     if (!st) {
         return failed_with;
     }
+    /* steps count from 1, as in the log, keys and hub/call_failed: the step a
+     * run is at (or failed at); a finished run shows how many it ran */
     json_t *rows = rows_of(st,
-                           failed ? "SELECT id, rule, state, step, updated_ms AS updated_at, "
-                                    "error FROM runs WHERE state = 'failed' ORDER BY updated_ms"
-                                  : "SELECT id, rule, state, step, updated_ms AS updated_at, "
-                                    "error FROM runs ORDER BY created_ms",
+                           failed ? "SELECT id, rule, state, step + 1 AS step, updated_ms AS "
+                                    "updated_at, error FROM runs WHERE state = 'failed' ORDER BY "
+                                    "updated_ms"
+                                  : "SELECT id, rule, state, CASE state WHEN 'done' THEN step "
+                                    "ELSE step + 1 END AS step, updated_ms AS updated_at, error "
+                                    "FROM runs ORDER BY created_ms",
                            NULL);
     static const char *const cols[] = {"id", "rule", "state", "step", "updated_at", "error", NULL};
     static const int widths[] = {36, 28, 8, 4, 24, 0};

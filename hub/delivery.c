@@ -99,6 +99,10 @@ static int queue_max_of(const wh_instance *inst)
     return c > 0 ? (int)(c < 1000000 ? c : 1000000) : 1000;
 }
 
+/* An API's Retry-After is honoured up to this: a far-off one (a day, a date
+   in 2100) would otherwise park the call for as long, counted as one attempt. */
+#define RETRY_AFTER_MAX_MS (3600 * 1000L)
+
 static int max_attempts_of(const wh_instance *inst)
 {
     json_int_t c = json_integer_value(json_object_get(inst->config, "max_attempts"));
@@ -245,6 +249,11 @@ static void on_outcome(void *user, wh_outcome outcome, const json_t *result, lon
     } else if (outcome == WH_CALL_RETRY && j->attempt < max_attempts_of(j->inst)) {
         j->state = "pending";
         j->delay_ms = retry_after_ms > 0 ? retry_after_ms : backoff_ms(&d->opts, j->attempt);
+        if (j->delay_ms > RETRY_AFTER_MAX_MS) {
+            wh_warn(j->inst->name, "%s: Retry-After of %lld s shortened to an hour", op,
+                    (long long)(j->delay_ms / 1000));
+            j->delay_ms = RETRY_AFTER_MAX_MS;
+        }
         wh_info(j->inst->name, "%s attempt %d failed, next in %lld ms: %s", op, j->attempt,
                 (long long)j->delay_ms, error ? error : "transient error");
     } else {

@@ -65,6 +65,20 @@ class DeliveryTest(HubTest):
         reqs = self.api.wait_requests(2, "/busy", timeout=20)
         self.assertGreaterEqual(reqs[1]["time"] - reqs[0]["time"], 1.0)
 
+    def test_a_far_retry_after_waits_an_hour_at_most(self):
+        self.api.script["/park"] = [(429, {"Retry-After": "100000"}, {"e": 1})]
+        h = self.start()
+        self.post(h, "park", 1)
+        h.err.wait_for(r"Retry-After of 100000 s shortened to an hour")
+
+        def recorded():
+            rows = [json.loads(l) for l in h.cmd("outbox", "-c", h.config_path, "--json").stdout
+                    .splitlines()]
+            return rows if [(r["state"], r["attempts"]) for r in rows] == [("pending", 1)] else None
+        rows = wait_until(recorded, 10, "the attempt recorded")
+        wait = rows[0]["next_at"] / 1000 - time.time()
+        self.assertTrue(3500 < wait <= 3600, wait)
+
     def test_timeout_is_retried(self):
         self.api.script["/stall"] = [(200, {}, lambda rec: time.sleep(2) or {"late": 1}),
                                      (200, {}, {"ok": 1})]
@@ -90,13 +104,19 @@ class DeliveryTest(HubTest):
         self.assertEqual(rows[0]["state"], "dead")
         self.assertIn("400", rows[0]["last_error"])
         r = h.cmd("runs", "-c", h.config_path, "--failed", "--json")
-        self.assertEqual(json.loads(r.stdout.decode().splitlines()[0])["rule"], "forward")
+        run = json.loads(r.stdout.decode().splitlines()[0])
+        # steps count from 1 everywhere: here, in call_failed and in the key
+        self.assertEqual((run["rule"], run["step"], failed["data"]["step"]), ("forward", 1, 1))
+        self.assertTrue(rows[0]["id"].endswith(".1.1"))
         # re-queue by id: delivered, and the run completes
         r = h.cmd("outbox", "-c", h.config_path, "retry", rows[0]["id"])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.api.wait_requests(2, "/bad", timeout=20)
         wait_until(lambda: b"done" in h.cmd("runs", "-c", h.config_path).stdout, 10,
                    "the run done after the retry")
+        r = h.cmd("runs", "-c", h.config_path, "--json")
+        self.assertEqual([(x["state"], x["step"]) for x in map(json.loads, r.stdout.splitlines())],
+                         [("done", 1)])  # a finished run: how many steps it ran
         self.assertEqual(h.cmd("outbox", "-c", h.config_path, "retry", "--dead").returncode, 1)
 
     def test_dead_letter_after_max_attempts(self):
