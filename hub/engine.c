@@ -83,7 +83,8 @@ struct wh_engine {
     int recovered;         /* recover() has finished (guarded by lock) */
     atomic_int resubscribe;
     int64_t next_cleanup; /* mono ms */
-    int64_t next_sweep;   /* mono ms */
+    int64_t next_sweep;   /* mono ms: the journal's */
+    int64_t next_outcomes; /* mono ms */
     json_t *consumed;     /* {source: true}, "*" for all: what the rules read (guarded by lock) */
     json_t *swept;        /* ids the last sweep took, should the bus bring one after all */
     int64_t outcomes_from; /* calls finished before this were seen by recover() or a sweep */
@@ -92,9 +93,14 @@ struct wh_engine {
 /* Journaled events the bus did not bring (a publish that failed, a message
  * ZeroMQ dropped past its high-water mark, a subscription that took effect
  * after a rule was added) are taken from the journal: every SWEEP_EVERY_MS,
- * those SWEEP_GRACE_MS older than the last event the bus brought. */
+ * those SWEEP_GRACE_MS older than the last event the bus brought. Call
+ * outcomes it did not bring are looked for every OUTCOMES_EVERY_MS among the
+ * calls finished since the last look: short looks, so that the engine never
+ * stalls for long (a second of 8,000 calls is about 4 ms). */
 #define SWEEP_EVERY_MS 10000
 #define SWEEP_GRACE_MS 10000
+#define OUTCOMES_EVERY_MS 1000
+#define SWEEP_PAGE 64 /* usually the first row is already too new */
 
 static unsigned hash(const char *s)
 {
@@ -639,13 +645,13 @@ static void recover_runs(wh_engine *e, pass *p, size_t *resumed)
     json_decref(top);
     json_int_t after_ms = INT64_MIN, after_row = 0;
     for (;;) {
-        json_t *rows = query(e,
-                             "SELECT r.rowid AS rn, r.updated_ms AS um, r.id AS run, o.id AS call, "
-                             "o.state, o.result, o.last_error AS error FROM runs r LEFT JOIN outbox o "
-                             "ON o.id = r.id || '.' || (r.step + 1) WHERE r.state = "
-                             "'waiting' AND r.updated_ms < ?1 AND (r.updated_ms, r.rowid) > (?2, ?3) "
-                             "ORDER BY r.updated_ms, r.rowid LIMIT ?4",
-                             json_pack("[I, I, I, i]", (json_int_t)p->now, after_ms, after_row, RECOVER_PAGE));
+        json_t *rows = query(
+            e,
+            "SELECT r.rowid AS rn, r.updated_ms AS um, r.id AS run, o.id AS call, o.state, "
+            "o.result, o.last_error AS error FROM runs r LEFT JOIN outbox o ON o.id = r.id || '.' "
+            "|| (r.step + 1) WHERE r.state = 'waiting' AND r.updated_ms < ?1 AND (r.updated_ms, "
+            "r.rowid) > (?2, ?3) ORDER BY r.updated_ms, r.rowid LIMIT ?4",
+            json_pack("[I, I, I, i]", (json_int_t)p->now, after_ms, after_row, RECOVER_PAGE));
         size_t i, n = json_array_size(rows);
         json_t *row;
         json_array_foreach(rows, i, row)
@@ -683,11 +689,12 @@ static size_t take_journal(wh_engine *e, pass *p, int64_t before_ms)
 {
     json_int_t after = 0;
     size_t taken = 0;
+    int page = before_ms ? SWEEP_PAGE : RECOVER_PAGE;
     for (;;) {
         json_t *rows = query(e,
                              "SELECT rowid AS rn, id, created_ms AS t, envelope FROM events WHERE "
                              "state = 'new' AND rowid > ?1 ORDER BY rowid LIMIT ?2",
-                             json_pack("[I, i]", after, RECOVER_PAGE));
+                             json_pack("[I, i]", after, page));
         size_t i, n = json_array_size(rows);
         json_t *row;
         json_array_foreach(rows, i, row)
@@ -721,7 +728,7 @@ static size_t take_journal(wh_engine *e, pass *p, int64_t before_ms)
             }
         }
         json_decref(rows);
-        if (n < RECOVER_PAGE) {
+        if (n < (size_t)page) {
             return taken;
         }
     }
@@ -1002,11 +1009,15 @@ static size_t take_outcomes(wh_engine *e, pass *p, int64_t before_ms)
 static void sweep(wh_engine *e, pass *p)
 {
     int64_t seen = p->now - atomic_load(&e->lag_ms); /* the bus has brought events up to here */
-    json_object_clear(e->swept); /* the last sweep's: kept SWEEP_EVERY_MS, no bus is that late */
-    size_t n = take_journal(e, p, seen - SWEEP_GRACE_MS);
-    finish_pass(e, p);
-    if (n) {
-        wh_warn("engine", "took %zu journaled event(s) the bus had not delivered", n);
+    size_t n;
+    if (wh_mono_ms() >= e->next_sweep) {
+        json_object_clear(e->swept); /* the last sweep's, kept SWEEP_EVERY_MS: no bus is later */
+        n = take_journal(e, p, seen - SWEEP_GRACE_MS);
+        finish_pass(e, p);
+        if (n) {
+            wh_warn("engine", "took %zu journaled event(s) the bus had not delivered", n);
+        }
+        e->next_sweep = wh_mono_ms() + SWEEP_EVERY_MS;
     }
     int64_t until = seen - SWEEP_GRACE_MS;
     if (until > e->outcomes_from) {
@@ -1014,10 +1025,11 @@ static void sweep(wh_engine *e, pass *p)
         finish_pass(e, p);
         e->outcomes_from = until;
         if (n) {
-            wh_warn("engine", "resumed %zu run(s) whose call outcome the bus had not delivered", n);
+            wh_warn("engine", "resumed %zu run(s) whose call outcome the bus had not delivered",
+                    n);
         }
     }
-    e->next_sweep = wh_mono_ms() + SWEEP_EVERY_MS;
+    e->next_outcomes = wh_mono_ms() + OUTCOMES_EVERY_MS;
 }
 
 static void *engine_main(void *arg)
@@ -1028,6 +1040,7 @@ static void *engine_main(void *arg)
     recover(e, &p);
     e->next_cleanup = wh_mono_ms() + 60000;
     e->next_sweep = wh_mono_ms() + SWEEP_EVERY_MS;
+    e->next_outcomes = wh_mono_ms() + OUTCOMES_EVERY_MS;
     pthread_mutex_lock(&e->lock);
     e->recovered = 1;
     pthread_cond_broadcast(&e->recovered_cond);
@@ -1058,7 +1071,7 @@ static void *engine_main(void *arg)
         if (wh_mono_ms() >= e->next_cleanup) {
             cleanup(e);
         }
-        if (wh_mono_ms() >= e->next_sweep) {
+        if (wh_mono_ms() >= e->next_outcomes) {
             p.now = wh_now_ms();
             sweep(e, &p);
         }

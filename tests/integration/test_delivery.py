@@ -285,7 +285,8 @@ class RecoveryTest(HubTest):
     def test_what_the_bus_lost_is_swept_up(self):
         # An event in the journal that the bus never brought (a failed publish,
         # a message dropped past the high-water mark), and a call outcome it
-        # never brought to the engine: within two sweeps (10 s apart) the
+        # never brought to the engine: within a sweep (every 10 s for the
+        # journal, every second for outcomes, each with 10 s of grace) the
         # engine takes both from the store, without waiting for a restart.
         import sqlite3
         api = FakeAPI()
