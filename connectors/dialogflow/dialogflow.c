@@ -4,8 +4,10 @@
  * Owns: checking the credentials Dialogflow is configured to send (HTTP basic
  * auth and/or one fixed header, compared in constant time), decoding a
  * WebhookRequest into one `intent` event for a caller that waits for the
- * engine, and turning a rule's generic response into a WebhookResponse
- * (fulfillmentText plus an Actions-on-Google `payload.google`).
+ * engine (unfilled parameters left out of `intent.slots`, so that a rule's
+ * `exists: true` means "the user gave it"), and turning a rule's generic
+ * response into a WebhookResponse (fulfillmentText plus an Actions-on-Google
+ * `payload.google`).
  *
  * Must not: include anything but the SDK header, libc and jansson; do
  * network I/O; log a body or a credential.
@@ -23,6 +25,7 @@
 
 #define JSON_CT "application/json;charset=UTF-8"
 #define DEFAULT_USER_PATH "originalDetectIntentRequest.payload.user.userId"
+#define FILLED_DEPTH_MAX 32 /* nesting pruned of unfilled values; deeper is kept as sent */
 
 typedef struct dialogflow {
     const wh_host *host;
@@ -280,6 +283,79 @@ static json_t *str_or_null(const json_t *v)
     return json_is_string(v) ? json_incref((json_t *)v) : NULL;
 }
 
+/*
+ * A parameter's value as rules see it: what Dialogflow sends for "not filled"
+ * left out. Unfilled is "" and null, and a list or object that holds nothing
+ * filled ([] and {} included); inside lists and objects the unfilled items are
+ * left out too (@sys.location's empty sub-fields, say). Numbers, false and
+ * white space are values. Returns a new reference, or NULL when `v` is unfilled
+ * (or memory ran out: then *nomem is set).
+ */
+static json_t *filled(const json_t *v, int depth, bool *nomem)
+{
+    if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
+        return NULL;
+    }
+    if ((!json_is_array(v) && !json_is_object(v)) || depth >= FILLED_DEPTH_MAX) {
+        json_t *copy = json_deep_copy(v);
+        *nomem |= !copy;
+        return copy;
+    }
+    json_t *out = json_is_array(v) ? json_array() : json_object();
+    if (!out) {
+        *nomem = true;
+        return NULL;
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            json_t *f = filled(item, depth + 1, nomem);
+            if (f && json_array_append_new(out, f) != 0) {
+                *nomem = true;
+            }
+        }
+    } else {
+        const char *key;
+        const json_t *item;
+        json_object_foreach((json_t *)v, key, item)
+        {
+            json_t *f = filled(item, depth + 1, nomem);
+            if (f && json_object_set_new(out, key, f) != 0) {
+                *nomem = true;
+            }
+        }
+    }
+    size_t n = json_is_array(out) ? json_array_size(out) : json_object_size(out);
+    if (*nomem || n == 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* intent.slots: the filled parameters. New reference, NULL when out of memory. */
+static json_t *slots_of(const json_t *params)
+{
+    json_t *slots = json_object();
+    bool nomem = !slots;
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)params, key, value)
+    {
+        json_t *f = nomem ? NULL : filled(value, 1, &nomem);
+        if (f && json_object_set_new(slots, key, f) != 0) {
+            nomem = true;
+        }
+    }
+    if (nomem) {
+        json_decref(slots);
+        return NULL;
+    }
+    return slots;
+}
+
 /* The event's data. Takes `root` (kept under "raw") on success. */
 static json_t *event_data(const dialogflow *d, json_t *root)
 {
@@ -296,7 +372,9 @@ static json_t *event_data(const dialogflow *d, json_t *root)
 
     bad |= put(intent, "name",
                str_or_null(json_object_get(json_object_get(qr, "intent"), "displayName")));
-    bad |= put(intent, "slots", json_is_object(params) ? json_deep_copy(params) : json_object());
+    json_t *slots = slots_of(json_is_object(params) ? params : NULL);
+    bad |= !slots;
+    bad |= put(intent, "slots", slots);
     bad |= put(intent, "action", str_or_null(json_object_get(qr, "action")));
     const json_t *conf = json_object_get(qr, "intentDetectionConfidence");
     bad |= put(intent, "confidence", json_is_number(conf) ? json_deep_copy(conf) : NULL);

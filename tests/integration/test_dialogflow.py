@@ -1,7 +1,9 @@
 """The dialogflow connector through the real binary: basic auth and a required
 header (401 on each failure, checked before the body), an intent decoded into an
 event and answered with both fulfillmentText and payload.google, SSML speech,
-the fallback, and an instance without credentials warning at start."""
+the fallback, an instance without credentials warning at start, and unfilled
+parameters ("", [], {}, null) left out of intent.slots so that `exists: true`
+means the user gave a value."""
 import base64
 import unittest
 
@@ -40,6 +42,14 @@ rules:
     respond:
       speech: "<speak>Topic: {{intent.slots.topic}}</speak>"
       text: "Topic: {{intent.slots.topic}}"
+  # the README's example rule
+  - name: assistant-topic
+    on: open/intent
+    if: { intent.name: ReadmeTopicIntent, intent.slots.topic: { exists: true } }
+    respond:
+      speech: "<speak>OK: {{intent.slots.topic}}.</speak>"
+      text: "OK: {{intent.slots.topic}}."
+      end_session: false
 """
 
 
@@ -160,6 +170,40 @@ class DialogflowTest(HubTest):
         status, body = self.post(df_request("SsmlIntent", response_id="r-open"), {}, "open")
         self.assertEqual(status, 200, body)
         self.assertEqual(body["fulfillmentText"], "Topic: Q3 roadmap")
+
+    def test_unfilled_parameters_do_not_exist(self):
+        fallback = "Sorry, I can't answer that right now."
+        # what Dialogflow ES sends for a parameter the user did not give: "" (a list
+        # parameter: []); {} and null carry no value either
+        for i, unfilled in enumerate(["", [], {}, None, [""], {"name": ""}]):
+            status, body = self.post(df_request("ReadmeTopicIntent", {"topic": unfilled},
+                                                response_id="r-unfilled-%d" % i), {}, "open")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["fulfillmentText"], fallback, unfilled)
+        # a value is a value: the rule matches
+        status, body = self.post(df_request("ReadmeTopicIntent", {"topic": "Q3"},
+                                            response_id="r-filled"), {}, "open")
+        self.assertEqual((status, body["fulfillmentText"]), (200, "OK: Q3."))
+        status, body = self.post(df_request("ReadmeTopicIntent", {"topic": 0},
+                                            response_id="r-zero"), {}, "open")
+        self.assertEqual((status, body["fulfillmentText"]), (200, "OK: 0."))
+
+    def test_unfilled_parameters_left_out_of_the_event(self):
+        tail = Tail(self.h, "in/open/")
+        params = {"topic": "Q3", "when": "", "people": [], "place": {}, "note": None,
+                  "dishes": ["ham", "", "eggs"], "count": 0, "urgent": False, "space": " ",
+                  "location": {"city": "Berlin", "country": "", "street-address": "",
+                               "zip-code": ""},
+                  "nested": {"a": [{"b": ""}], "c": {}}}
+        status, body = self.post(df_request("OtherIntent", params, response_id="r-ev"), {},
+                                 "open")
+        self.assertEqual(status, 200, body)
+        data = tail.wait_message(lambda m: m.get("kind") == "intent")["data"]
+        self.assertEqual(data["intent"]["slots"], {
+            "topic": "Q3", "dishes": ["ham", "eggs"], "count": 0, "urgent": False,
+            "space": " ", "location": {"city": "Berlin"}})
+        # the request as Dialogflow sent it stays available under raw
+        self.assertEqual(data["raw"]["queryResult"]["parameters"], params)
 
     def test_bad_config(self):
         h = self.hub(CONFIG + "  half:\n    type: dialogflow\n    username: u\n", start=False,
