@@ -5,6 +5,8 @@
  * timestamp, skill id — the X.509 and signature work is alexa_verify.c's),
  * decoding a verified request into one event (launch, intent,
  * session_ended, request) for a caller that waits for the engine,
+ * answering a verified CanFulfillIntentRequest itself from the config (no
+ * event: Amazon forbids side effects for it, so no rule may run),
  * turning a rule's generic response into Alexa's response envelope, and the
  * config and operations table (the `notify` operation itself, proactive
  * events, is alexa_notify.c's).
@@ -42,8 +44,9 @@ typedef struct alexa {
     bool verify;
     bool allow_sha1;
     long deadline_ms;
-    json_t *fallback; /* {"speech": fallback_speech} */
-    json_t *users;    /* user id → name, or NULL */
+    json_t *fallback;    /* {"speech": fallback_speech} */
+    json_t *users;       /* user id → name, or NULL */
+    json_t *can_fulfill; /* intent name → true: CanFulfillIntentRequest answers YES */
     ax_verifier *verifier;
     ax_notifier *notifier; /* the notify operation (its token cache: delivery thread only) */
 } alexa;
@@ -77,6 +80,10 @@ static const wh_option k_options[] = {
     {"fallback_speech", WH_OPT_STRING, "\"Sorry, I can't answer that right now.\"", 0,
      "what Alexa says when no rule answers in time"},
     {"users", WH_OPT_OBJECT, NULL, 0, "user id → name: the name is given to rules as `user.name`"},
+    {"can_fulfill", WH_OPT_ARRAY, "[]", 0,
+     "CanFulfillIntentRequest: the intents this skill can fulfil, answered YES (each filled "
+     "slot understood and fulfilled); any other intent is answered NO. Answered at once, no "
+     "rule runs"},
     {"client_id", WH_OPT_STRING, NULL, WH_OPT_SECRET,
      "notify: the skill's client id (developer console: Build → Permissions → Alexa Skill "
      "Messaging)"},
@@ -108,6 +115,7 @@ static void alexa_destroy(void *state)
     ax_notifier_destroy(a->notifier);
     json_decref(a->fallback);
     json_decref(a->users);
+    json_decref(a->can_fulfill);
     free(a->skill_id);
     free(a);
 }
@@ -149,6 +157,33 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
         if (!json_is_string(uname)) {
             host->log(inst, WH_LOG_ERROR, "config: `users`: each name must be a string");
             goto fail_config;
+        }
+    }
+    const json_t *cf = json_object_get(config, "can_fulfill");
+    if (cf && !json_is_array(cf)) {
+        host->log(inst, WH_LOG_ERROR, "config: `can_fulfill` must be a list of intent names");
+        goto fail_config;
+    }
+    a->can_fulfill = json_object();
+    if (!a->can_fulfill) {
+        alexa_destroy(a);
+        return WH_ERR_NOMEM;
+    }
+    size_t ci;
+    const json_t *cname;
+    json_array_foreach(cf, ci, cname)
+    {
+        const char *n = json_string_value(cname);
+        if (!n || !*n) {
+            host->log(inst, WH_LOG_ERROR,
+                      "config: `can_fulfill`: entry %zu must be an intent name (a non-empty "
+                      "string)",
+                      ci + 1);
+            goto fail_config;
+        }
+        if (json_object_set_new(a->can_fulfill, n, json_true()) != 0) {
+            alexa_destroy(a);
+            return WH_ERR_NOMEM;
         }
     }
     if (override && strncmp(override, "http://", 7) != 0 && strncmp(override, "https://", 8) != 0) {
@@ -276,6 +311,10 @@ static json_t *slot_value(const json_t *slot)
                 json_array_append_new(list, json_string(iv));
             }
         }
+        if (json_array_size(list) == 0) {
+            json_decref(list); /* no value in it: not filled */
+            return NULL;
+        }
         return list;
     }
     return NULL;
@@ -392,6 +431,51 @@ static json_t *event_data(const alexa *a, json_t *root)
     return data;
 }
 
+/*
+ * A verified CanFulfillIntentRequest, answered at once: YES for an intent in
+ * `can_fulfill` (each filled slot: canUnderstand and canFulfill YES), else NO
+ * (each filled slot NO, NO). No event is emitted, so no rule runs: Amazon
+ * requires that the skill give no feedback and cause no side effects for it.
+ * Nothing is recorded for de-duplication either — a repeat gets the same answer
+ * anyway, since it depends on the request and the configuration only.
+ */
+static int answer_can_fulfill(const alexa *a, wh_webhook *wh, const json_t *request)
+{
+    const wh_host *h = a->host;
+    const json_t *intent = json_object_get(request, "intent");
+    const char *name = json_string_value(json_object_get(intent, "name"));
+    const char *verdict = name && json_object_get(a->can_fulfill, name) ? "YES" : "NO";
+    json_t *slots = json_object();
+    int bad = !slots;
+    const char *slot_name;
+    const json_t *slot;
+    json_object_foreach((json_t *)json_object_get(intent, "slots"), slot_name, slot)
+    {
+        json_t *value = slot_value(slot);
+        if (value) {
+            /* only the slots Alexa detected a value for */
+            bad |= json_object_set_new(
+                slots, slot_name,
+                json_pack("{s:s, s:s}", "canUnderstand", verdict, "canFulfill", verdict));
+        }
+        json_decref(value);
+    }
+    json_t *env = bad ? NULL
+                      : json_pack("{s:s, s:{s:{s:s, s:O}}}", "version", "1.0", "response",
+                                  "canFulfillIntent", "canFulfill", verdict, "slots", slots);
+    json_decref(slots);
+    char *body = env ? json_dumps(env, JSON_COMPACT) : NULL;
+    json_decref(env);
+    if (!body) {
+        return WH_ERR_NOMEM;
+    }
+    h->log(a->inst, WH_LOG_DEBUG, "CanFulfillIntentRequest for %s: %s", name ? name : "(no intent)",
+           verdict);
+    int rc = h->answer(wh, 200, JSON_CT, body, strlen(body));
+    free(body);
+    return rc < 0 ? rc : WH_OK;
+}
+
 /* Everything after the signature: decode, timestamp, skill id, de-duplication, the event. */
 static int handle(const alexa *a, wh_webhook *wh, const char *body, size_t len, int64_t started)
 {
@@ -424,9 +508,12 @@ static int handle(const alexa *a, wh_webhook *wh, const char *body, size_t len, 
     int64_t now = h->now_ms(a->inst), skew = now - ts;
     if (skew > MAX_SKEW_MS || skew < -MAX_SKEW_MS) {
         json_decref(root);
+        /* "more than": 150.5 s is refused, and "150 s" alone would read as allowed */
+        long long off = skew < 0 ? -(long long)skew : (long long)skew;
         snprintf(detail, sizeof detail,
-                 "request.timestamp is %lld s %s now; at most %ld s are accepted",
-                 (long long)((skew < 0 ? -skew : skew) / 1000), skew < 0 ? "after" : "before",
+                 "request.timestamp is more than %ld s %s now (%lld.%03lld s); Alexa's "
+                 "requests are accepted within %ld s either way",
+                 MAX_SKEW_MS / 1000, skew < 0 ? "after" : "before", off / 1000, off % 1000,
                  MAX_SKEW_MS / 1000);
         return refuse(a, wh, "stale_timestamp", detail);
     }
@@ -441,6 +528,11 @@ static int handle(const alexa *a, wh_webhook *wh, const char *body, size_t len, 
         (ses_app && strcmp(ses_app, a->skill_id) != 0)) {
         json_decref(root);
         return refuse(a, wh, "wrong_skill", "the application id is not this instance's skill_id");
+    }
+    if (strcmp(type, "CanFulfillIntentRequest") == 0) {
+        int rc = answer_can_fulfill(a, wh, request);
+        json_decref(root);
+        return rc;
     }
     if (WH_HOST_HAS(h, dedupe)) {
         int seen = h->dedupe(wh, id);

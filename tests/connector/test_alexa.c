@@ -6,7 +6,9 @@
  * and bodies are signed with the leaf's key, so every check runs for real:
  * the certificate URL rules, one fetch per URL shared by waiting requests, the
  * cache's lifetime and limits, the chain checks, signatures, timestamps, skill
- * ids, the event's shape and the response envelope's limits.
+ * ids, the event's shape and the response envelope's limits. A
+ * CanFulfillIntentRequest is answered by the connector itself, after the same
+ * checks, without an event.
  *
  * The `notify` operation (proactive events) runs against the same fake HTTP
  * client: the token request and the event posts are inspected byte for byte
@@ -691,6 +693,35 @@ static void test_timestamps_and_skill(void)
             CHECK_INT(c.wh.deadline_ms, 2500);
         }
     }
+    /* just over the limit (epoch milliseconds): refused, and the detail does not claim
+     * the offset is within what is accepted */
+    static const struct {
+        long long off_ms;
+        const char *detail;
+    } edges[] = {
+        {150500, "request.timestamp is more than 150 s after now (150.500 s); Alexa's requests "
+                 "are accepted within 150 s either way"},
+        {-150001, "request.timestamp is more than 150 s before now (150.001 s); Alexa's "
+                  "requests are accepted within 150 s either way"},
+        {150000, NULL},
+        {-150000, NULL},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        snprintf(extra, sizeof extra,
+                 "{\"request\":{\"type\":\"LaunchRequest\",\"requestId\":\"x\","
+                 "\"timestamp\":%lld},\"session\":{\"application\":"
+                 "{\"applicationId\":\"" SKILL "\"}}}",
+                 (long long)fh.now_ms + edges[i].off_ms);
+        send_raw(s, &c, strdup(extra), NULL, "", NULL);
+        if (edges[i].detail) {
+            CHECK_STR(c.wh.error, "stale_timestamp");
+            CHECK_STR(c.wh.detail, edges[i].detail);
+            CHECK_INT(c.wh.emits, 0);
+        } else {
+            CHECK_INT(c.wh.rejects, 0);
+            CHECK_INT(c.wh.emits, 1);
+        }
+    }
     /* other spellings of the time: fractions, offsets, epoch milliseconds */
     iso(fh.now_ms, ts, sizeof ts);
     static const char *const forms[] = {"%.19s.123Z", "%.19s.5z", "%.19s+00:00",
@@ -804,6 +835,8 @@ static void test_event_shapes(void)
         "\"resolutions\":{\"resolutionsPerAuthority\":[{\"status\":{\"code\":"
         "\"ER_SUCCESS_MATCH\"},\"values\":[{\"value\":{\"name\":\"Egg\"}}]}]}},"
         "{\"type\":\"Simple\"}]}},"
+        "\"nolist\":{\"name\":\"nolist\",\"slotValue\":{\"type\":\"List\",\"values\":["
+        "{\"type\":\"Simple\"}]}},"
         "\"odd\":[1,2]}}";
     send_raw(s, &c, body_of("IntentRequest", "r-i", 0, SKILL, slots), NULL, "", NULL);
     CHECK_INT(c.wh.emits, 1);
@@ -847,7 +880,7 @@ static void test_event_shapes(void)
     /* any other request type is `request`; no session, user from the session is not needed */
     char extra[512];
     snprintf(extra, sizeof extra,
-             "{\"request\":{\"type\":\"CanFulfillIntentRequest\",\"requestId\":\"x\","
+             "{\"request\":{\"type\":\"Messaging.MessageReceived\",\"requestId\":\"x\","
              "\"timestamp\":%lld,\"intent\":{\"name\":\"A\"}},\"context\":{\"System\":{"
              "\"application\":{\"applicationId\":\"" SKILL "\"},\"user\":{\"userId\":\"u-2\"}}}}",
              (long long)fh.now_ms);
@@ -861,6 +894,144 @@ static void test_event_shapes(void)
     CHECK_INT(c.wh.waits, 1);
     call_free(&c);
     g_desc->destroy(s);
+}
+
+/* A CanFulfillIntentRequest body for `intent` (NULL: none) with `slots` (JSON text or NULL). */
+static char *cfir_body(const char *id, const char *intent, const char *slots, long skew_s,
+                       const char *skill)
+{
+    char extra[2048];
+    if (intent) {
+        snprintf(extra, sizeof extra, ",\"intent\":{\"name\":\"%s\",\"slots\":%s}", intent,
+                 slots ? slots : "{}");
+    } else {
+        extra[0] = '\0';
+    }
+    return body_of("CanFulfillIntentRequest", id, skew_s, skill, extra);
+}
+
+/* The answer's body must equal `want` (JSON text), compared as JSON. */
+static void check_answer(const call *c, const char *want)
+{
+    json_t *got = c->wh.answer_body ? json_loads(c->wh.answer_body, 0, NULL) : NULL;
+    json_t *w = json_loads(want, 0, NULL);
+    CHECK(w != NULL);
+    if (!got || !json_equal(got, w)) {
+        fprintf(stderr, "answer: %s\n want: %s\n", c->wh.answer_body ? c->wh.answer_body : "(none)",
+                want);
+        wh_test_failures++;
+    }
+    json_decref(got);
+    json_decref(w);
+}
+
+static void test_can_fulfill(void)
+{
+    /* the key: a list (the hub checks the type with the line; init checks it too) of
+     * non-empty intent names */
+    void *s;
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"can_fulfill\": \"TopicIntent\"}", &s),
+              WH_ERR_CONFIG);
+    CHECK(strstr(fh.log, "`can_fulfill` must be a list of intent names") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"can_fulfill\": [\"A\", 2]}", &s), WH_ERR_CONFIG);
+    CHECK(strstr(fh.log, "`can_fulfill`: entry 2 must be an intent name") != NULL);
+    CHECK_INT(try_init("{\"skill_id\": \"x\", \"can_fulfill\": [\"\"]}", &s), WH_ERR_CONFIG);
+    CHECK(strstr(fh.log, "`can_fulfill`: entry 1 must be an intent name") != NULL);
+    const wh_option *opt = NULL;
+    for (const wh_option *o = g_desc->options; o->name; o++) {
+        if (strcmp(o->name, "can_fulfill") == 0) {
+            opt = o;
+        }
+    }
+    CHECK(opt && opt->type == WH_OPT_ARRAY && opt->def && strcmp(opt->def, "[]") == 0);
+
+    s = instance("{\"skill_id\": \"" SKILL "\", \"verify\": false, "
+                 "\"can_fulfill\": [\"TopicIntent\", \"AMAZON.HelpIntent\"]}");
+    call c = {0};
+    const char *slots =
+        "{\"topic\":{\"name\":\"topic\",\"value\":\"q three\",\"resolutions\":"
+        "{\"resolutionsPerAuthority\":[{\"status\":{\"code\":\"ER_SUCCESS_MATCH\"},"
+        "\"values\":[{\"value\":{\"name\":\"Q3\"}}]}]}},"
+        "\"when\":{\"name\":\"when\",\"confirmationStatus\":\"NONE\"},"
+        "\"list\":{\"name\":\"list\",\"slotValue\":{\"type\":\"List\",\"values\":["
+        "{\"type\":\"Simple\",\"value\":\"ham\"}]}},"
+        "\"nolist\":{\"name\":\"nolist\",\"slotValue\":{\"type\":\"List\",\"values\":[]}}}";
+
+    /* listed: YES, each slot with a value understood and fulfilled; no event, no wait */
+    send_raw(s, &c, cfir_body("cf-1", "TopicIntent", slots, 0, SKILL), NULL, "", NULL);
+    CHECK_INT(c.rc, WH_OK);
+    CHECK_INT(c.wh.emits, 0);
+    CHECK_INT(c.wh.waits, 0);
+    CHECK_INT(c.wh.rejects, 0);
+    CHECK_INT(c.wh.dedupes, 0);
+    CHECK_INT(c.wh.answers, 1);
+    CHECK_INT(c.wh.status, 200);
+    CHECK_STR(c.wh.answer_ctype, "application/json;charset=UTF-8");
+    check_answer(&c, "{\"version\":\"1.0\",\"response\":{\"canFulfillIntent\":{"
+                     "\"canFulfill\":\"YES\",\"slots\":{"
+                     "\"topic\":{\"canUnderstand\":\"YES\",\"canFulfill\":\"YES\"},"
+                     "\"list\":{\"canUnderstand\":\"YES\",\"canFulfill\":\"YES\"}}}}}");
+    send_raw(s, &c, cfir_body("cf-2", "AMAZON.HelpIntent", NULL, 0, SKILL), NULL, "", NULL);
+    check_answer(&c, "{\"version\":\"1.0\",\"response\":{\"canFulfillIntent\":{"
+                     "\"canFulfill\":\"YES\",\"slots\":{}}}}");
+
+    /* not listed, or no intent at all: NO */
+    send_raw(s, &c, cfir_body("cf-3", "OrderPizzaIntent", slots, 0, SKILL), NULL, "", NULL);
+    CHECK_INT(c.wh.emits, 0);
+    CHECK_INT(c.wh.waits, 0);
+    check_answer(&c, "{\"version\":\"1.0\",\"response\":{\"canFulfillIntent\":{"
+                     "\"canFulfill\":\"NO\",\"slots\":{"
+                     "\"topic\":{\"canUnderstand\":\"NO\",\"canFulfill\":\"NO\"},"
+                     "\"list\":{\"canUnderstand\":\"NO\",\"canFulfill\":\"NO\"}}}}}");
+    send_raw(s, &c, cfir_body("cf-4", NULL, NULL, 0, SKILL), NULL, "", NULL);
+    check_answer(&c, "{\"version\":\"1.0\",\"response\":{\"canFulfillIntent\":{"
+                     "\"canFulfill\":\"NO\",\"slots\":{}}}}");
+    /* intent names are matched exactly */
+    send_raw(s, &c, cfir_body("cf-5", "topicintent", NULL, 0, SKILL), NULL, "", NULL);
+    check_answer(&c, "{\"version\":\"1.0\",\"response\":{\"canFulfillIntent\":{"
+                     "\"canFulfill\":\"NO\",\"slots\":{}}}}");
+
+    /* the timestamp and the skill id are checked first, as for any request */
+    send_raw(s, &c, cfir_body("cf-6", "TopicIntent", NULL, -200, SKILL), NULL, "", NULL);
+    CHECK_STR(c.wh.error, "stale_timestamp");
+    CHECK_INT(c.wh.answers, 0);
+    send_raw(s, &c, cfir_body("cf-7", "TopicIntent", NULL, 0, "amzn1.ask.skill.other"), NULL, "",
+             NULL);
+    CHECK_STR(c.wh.error, "wrong_skill");
+    CHECK_INT(c.wh.answers, 0);
+    g_desc->destroy(s);
+
+    /* the default: every intent NO */
+    s = instance("{\"skill_id\": \"" SKILL "\", \"verify\": false}");
+    send_raw(s, &c, cfir_body("cf-8", "TopicIntent", NULL, 0, SKILL), NULL, "", NULL);
+    check_answer(&c, "{\"version\":\"1.0\",\"response\":{\"canFulfillIntent\":{"
+                     "\"canFulfill\":\"NO\",\"slots\":{}}}}");
+    g_desc->destroy(s);
+
+    /* verified: the certificate chain and the signature come first */
+    s = verified(", \"can_fulfill\": [\"TopicIntent\"]");
+    int n = fh_http_count();
+    send_raw(s, &c, cfir_body("cf-9", "TopicIntent", NULL, 0, SKILL), GOOD_URL, NULL, NULL);
+    CHECK_INT(c.rc, WH_PENDING);
+    CHECK_INT(c.wh.answers, 0);
+    fetch_done(n, 200, g_good, 0);
+    CHECK_INT(c.wh.dones, 1);
+    CHECK_INT(c.wh.emits, 0);
+    check_answer(&c, "{\"version\":\"1.0\",\"response\":{\"canFulfillIntent\":{"
+                     "\"canFulfill\":\"YES\",\"slots\":{}}}}");
+    char *body = cfir_body("cf-10", "TopicIntent", NULL, 0, SKILL);
+    char *sig = sign(body, "sha256");
+    body[strlen(body) - 3] ^= 1; /* tampered after signing */
+    send_raw(s, &c, body, GOOD_URL, sig, NULL);
+    free(sig);
+    CHECK_STR(c.wh.error, "bad_signature");
+    CHECK_INT(c.wh.answers, 0);
+    send_raw(s, &c, cfir_body("cf-11", "TopicIntent", NULL, 0, SKILL), NULL, NULL, NULL);
+    CHECK_STR(c.wh.error, "missing_cert_url");
+    CHECK_INT(c.wh.answers, 0);
+    call_free(&c);
+    g_desc->destroy(s);
+    fh_http_reset();
 }
 
 /* respond() with `response` (JSON text) for an event; returns the parsed envelope. */
@@ -1533,6 +1704,7 @@ int main(void)
     test_signature_headers();
     test_timestamps_and_skill();
     test_event_shapes();
+    test_can_fulfill();
     test_respond();
     test_notify_config();
     test_notify_event_and_token();

@@ -6,7 +6,9 @@ with the openssl CLI; a FakeAPI serves the chains at /echo.api/… and the hub
 fetches them there through `cert_fetch_override`. Bodies are signed with the
 leaf's key like Amazon signs them. Every verification check is made to fail on
 its own (400 naming the check, body not logged), and valid launch, intent and
-session-end requests get correct envelopes."""
+session-end requests get correct envelopes. A signed CanFulfillIntentRequest is
+answered by the connector from `can_fulfill`, after the same checks, and no rule
+runs for it."""
 import json
 import os
 import shutil
@@ -78,6 +80,12 @@ rules:
       - call: api.request
         with: { url: "%(api)s/slow", timeout_ms: 20000 }
       - respond: { speech: "Too late." }
+  - name: any-request
+    on: alexa/request
+    do:
+      - call: api.request
+        with: { url: "%(api)s/side-effect", json: { request: "{{request.id}}" } }
+      - respond: { speech: "A rule ran." }
   - name: bye
     on: alexa/session_ended
     do:
@@ -408,9 +416,67 @@ class AlexaTest(HubTest):
                               timestamp=now_iso(offset), slots={"topic": "MARKER-STALE"})
             r = self.assert_refused(h, self.post(h, body), "stale_timestamp",
                                     marker="MARKER-STALE")
-            self.assertIn("at most 150 s", r["detail"])
+            self.assertRegex(r["detail"], r"^request\.timestamp is more than 150 s (before|after) "
+                                          r"now \(15\d\.\d{3} s\); Alexa's requests are "
+                                          r"accepted within 150 s either way$")
+            self.assertIn("after" if offset > 0 else "before", r["detail"])
         ok = alexa_body("IntentRequest", "req-fresh", intent="KeepIntent", timestamp=now_iso(-100))
         self.assertEqual(self.post(h, ok)[0], 200)
+
+    # ---- CanFulfillIntentRequest -----------------------------------------------------------
+
+    def cfir(self, request_id, intent, slots=None, **kw):
+        sl = {name: {"name": name, "value": v} if v is not None else {"name": name}
+              for name, v in (slots or {}).items()}
+        return alexa_body("CanFulfillIntentRequest", request_id,
+                          extra={"intent": {"name": intent, "slots": sl}}, **kw)
+
+    def test_can_fulfill_answered_at_once_without_rules(self):
+        h = self.start(extra="\n    can_fulfill: [TopicIntent, KeepIntent]")
+        tail = Tail(h, "in/alexa/")
+        status, env = self.post(h, self.cfir("req-cf-1", "TopicIntent",
+                                             {"topic": "Q3 roadmap", "when": None}))
+        self.assertEqual(status, 200, env)
+        self.assertEqual(env, {"version": "1.0", "response": {"canFulfillIntent": {
+            "canFulfill": "YES",
+            "slots": {"topic": {"canUnderstand": "YES", "canFulfill": "YES"}}}}})
+        status, env = self.post(h, self.cfir("req-cf-2", "OrderPizzaIntent", {"size": "large"}))
+        self.assertEqual(status, 200, env)
+        self.assertEqual(env, {"version": "1.0", "response": {"canFulfillIntent": {
+            "canFulfill": "NO",
+            "slots": {"size": {"canUnderstand": "NO", "canFulfill": "NO"}}}}})
+        # no event for either: the next request's event is the first the bus sees, and
+        # the rule on alexa/request never ran
+        status, env = self.post(h, alexa_body("LaunchRequest", "req-cf-after"))
+        self.assertEqual(status, 200, env)
+        tail.wait_message(lambda m: m.get("kind") == "launch")
+        self.assertEqual([m["data"]["request"]["id"] for m in tail.messages()
+                          if m.get("data", {}).get("request")], ["req-cf-after"])
+        self.assertEqual([r for r in self.api.requests if r["path"] == "/side-effect"], [])
+        # another request type still reaches the rules (and waits for them)
+        status, env = self.post(h, alexa_body("Messaging.MessageReceived", "req-other"))
+        self.assertEqual(status, 200, env)
+        self.assertEqual(env["response"]["outputSpeech"]["text"], "A rule ran.")
+        self.api.wait_requests(1, "/side-effect")
+
+    def test_can_fulfill_checked_like_any_request(self):
+        h = self.start(extra="\n    can_fulfill: [TopicIntent]")
+        signed = self.cfir("req-cf-tamper", "TopicIntent", {"topic": "MARKER-CF"})
+        self.assert_refused(h, self.post(h, signed.replace(b"MARKER-CF", b"MARKER-XX"),
+                                         sign_body=signed), "bad_signature", marker="MARKER-XX")
+        self.assert_refused(h, self.post(h, signed, headers={"SignatureCertChainUrl": None}),
+                            "missing_cert_url")
+        self.assert_refused(h, self.post(h, signed, url=CERT_BASE + "untrusted.pem"),
+                            "cert_untrusted")
+        self.assert_refused(h, self.post(h, self.cfir("req-cf-old", "TopicIntent",
+                                                      timestamp=now_iso(-200))),
+                            "stale_timestamp")
+        self.assert_refused(h, self.post(h, self.cfir("req-cf-skill", "TopicIntent",
+                                                      skill_id="amzn1.ask.skill.other")),
+                            "wrong_skill")
+        status, env = self.post(h, signed)
+        self.assertEqual(status, 200, env)
+        self.assertEqual(env["response"]["canFulfillIntent"]["canFulfill"], "YES")
 
     def test_wrong_skill_id(self):
         h = self.start()
@@ -470,6 +536,22 @@ class AlexaOptionsTest(HubTest):
             {"Content-Type": "application/json"})
         self.assertEqual((status, err["error"]), (400, "wrong_skill"))
         self.assertEqual(self.api.requests, [])
+
+    def test_can_fulfill_config_is_checked(self):
+        # a mapping instead of a list: the hub names the file and line
+        h = self.hub(self.config("\n    can_fulfill: { TopicIntent: YES }"), start=False)
+        r = h.cmd("run", "-c", h.config_path, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertRegex(r.stderr.decode(), r"wirehub\.yaml:11:5: 'can_fulfill' must be a list")
+        # a list of something else than intent names: the connector says which entry
+        h = self.hub(self.config("\n    can_fulfill: [TopicIntent, 7]"), start=False)
+        r = h.cmd("run", "-c", h.config_path, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"`can_fulfill`: entry 2 must be an intent name", r.stderr)
+        # the key is documented by `describe`
+        r = h.cmd("describe", "alexa")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn(b"can_fulfill", r.stdout)
 
     def test_bad_config_is_refused(self):
         h = self.hub(self.config("\n    deadline_ms: 5"), start=False)
@@ -568,6 +650,31 @@ class PresentationStoryTest(HubTest):
             {"X-Agent-Key": "k-1"})
         self.assertEqual((status, body["fulfillmentText"]), (200, "Nothing new from the team."))
         self.assertEqual(self.slack.problems, [])
+
+    def test_assistant_without_a_topic_tells_nobody(self):
+        h = self.hub(self.config, files={"rules/presentation.yaml": self.rules})
+
+        def give(response_id, topic):
+            return h.json_request(
+                "POST", "/hooks/assistant",
+                {"responseId": response_id, "session": "projects/p/agent/sessions/s",
+                 "queryResult": {"queryText": "tell my team I'm presenting",
+                                 "parameters": {"topic": topic},
+                                 "intent": {"displayName": "GivePresentationIntent"}},
+                 "originalDetectIntentRequest": {"source": "google",
+                                                 "payload": {"user": {"userId": "g-1"}}}},
+                {"X-Agent-Key": "k-1"})
+        # Dialogflow sends "" (or [] for a list parameter) when the user gave no topic:
+        # the rule's `exists: true` does not match, nothing is posted
+        for i, unfilled in enumerate(["", []]):
+            status, body = give("df-empty-%d" % i, unfilled)
+            self.assertEqual((status, body["fulfillmentText"]),
+                             (200, "Sorry, I can't answer that right now."))
+        status, body = give("df-topic", "Q3 roadmap")
+        self.assertEqual((status, body["fulfillmentText"]), (200, "OK, I told the team."))
+        posts = self.slack.wait_calls("chat.postMessage", 1)
+        self.assertEqual([p["json"]["text"] for p in posts],
+                         ["Someone is presenting: Q3 roadmap \u2014 reply in the thread"])
 
 
 if __name__ == "__main__":
