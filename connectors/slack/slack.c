@@ -271,6 +271,18 @@ bool slack_from_self(slack *s, const json_t *msg)
            (b && bot_id[0] && strcmp(b, bot_id) == 0) || (a && app_id[0] && strcmp(a, app_id) == 0);
 }
 
+const char *slack_bot_author(const json_t *msg)
+{
+    const char *n = jstr_nonempty(json_object_get(msg, "bot_profile"), "name");
+    if (!n) {
+        n = jstr_nonempty(msg, "username");
+    }
+    if (!n) {
+        n = jstr_nonempty(msg, "bot_id");
+    }
+    return n;
+}
+
 bool slack_user_cached(slack *s, const char *user, char *out, size_t size)
 {
     bool found = false;

@@ -21,6 +21,16 @@
 #define SLACK_ID_MAX 64 /* Slack ids (U…, B…, A…) are short; longer ones are refused */
 
 struct slack_lane;
+struct slack_waiter;
+
+/* auth_state: the one auth.test call that learns this app's bot user id and bot id */
+enum {
+    SLACK_AUTH_IDLE,   /* never tried */
+    SLACK_AUTH_QUEUED, /* a timer will start it (slack_identity_kick) */
+    SLACK_AUTH_BUSY,   /* in flight */
+    SLACK_AUTH_DONE,   /* answered: never called again */
+    SLACK_AUTH_FAILED, /* failed: tried again after auth_retry_at */
+};
 
 typedef struct slack {
     const wh_host *host;
@@ -44,6 +54,14 @@ typedef struct slack {
     char bot_id[SLACK_ID_MAX];      /* [lock] from auth.test */
     char app_id[SLACK_ID_MAX];      /* [lock] from an event's api_app_id */
     json_t *users;                  /* [lock] user id → {"name", "at"}: users.info cache */
+
+    /* auth.test, once: who "we" are (see slack_identity_fetch) */
+    int auth_state;        /* [lock] SLACK_AUTH_* */
+    int64_t auth_retry_at; /* [lock] with SLACK_AUTH_FAILED: no new attempt before (ms) */
+    long auth_backoff_ms;  /* [lock] the pause after the next failure */
+    int auth_outcome;      /* [lock] with SLACK_AUTH_FAILED: RETRY or FAIL */
+    char auth_error[200];  /* [lock] with SLACK_AUTH_FAILED: "auth.test: …" */
+    struct slack_waiter *auth_waiters; /* [delivery] callers waiting for the answer */
 
     struct slack_lane *lanes; /* [delivery] pacing lanes */
     size_t nlanes;            /* [delivery] */
@@ -89,6 +107,13 @@ void slack_identity(slack *s, char *user_id, char *bot_id, char *app_id);
 void slack_learn_identity(slack *s, const char *user_id, const char *bot_id, const char *app_id);
 /** True when a message object was posted by this app's bot. Ownership: borrows msg. */
 bool slack_from_self(slack *s, const json_t *msg);
+/**
+ * The name of a bot that posted `msg` (a message without a user id): its
+ * `bot_profile.name`, else its `username`, else its `bot_id`; NULL when it has
+ * none of them. Polls and pushed events both name bots with it.
+ * Ownership: borrows msg; the result is borrowed from it.
+ */
+const char *slack_bot_author(const json_t *msg);
 
 /** The cached display name of `user`, copied into out; false when not cached or expired. */
 bool slack_user_cached(slack *s, const char *user, char *out, size_t size);
@@ -141,6 +166,36 @@ void slack_api_cleanup(slack *s);
  * Ownership: borrows url and message.
  */
 int slack_post_response_url(slack *s, const char *url, const json_t *message);
+
+/* ---- slack_api.c: the app's identity (auth.test) --------------------------- */
+
+/**
+ * True while auth.test has not answered and may be tried now (never tried,
+ * queued, in flight, or failed with its pause over). Any thread.
+ */
+bool slack_identity_wanted(slack *s);
+
+/**
+ * Start auth.test soon, in the background, when it is wanted and not started
+ * yet: a host timer runs slack_identity_fetch() on the delivery thread. Any
+ * thread; does nothing when the host cannot defer.
+ */
+void slack_identity_kick(slack *s);
+
+/** What slack_identity_fetch() reports: WH_CALL_OK once auth.test answered. */
+typedef void (*slack_identity_done)(void *user, const slack_result *r);
+
+/**
+ * Learn this app's bot user id and bot id with auth.test, once per instance:
+ * calls done(user, r) when auth.test has answered (r->outcome OK), or has
+ * failed (RETRY/FAIL with the error; r->body is Slack's answer when this
+ * call made the request). Concurrent callers share one request. After a
+ * failure, no new request is made for a pause (30 s, doubling up to 10 min,
+ * at least Retry-After) and callers in it get the failure at once. `done`
+ * may be NULL, and may run before this returns.
+ * Thread: delivery. Ownership: user is the caller's.
+ */
+void slack_identity_fetch(slack *s, slack_identity_done done, void *user);
 
 /* ---- slack_ops.c: the operations table ------------------------------------ */
 

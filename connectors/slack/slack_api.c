@@ -3,7 +3,8 @@
  * (GET with query arguments for reads, JSON POST with charset=utf-8 for
  * writes, bearer token), paces calls per method to Slack's tiers (and
  * chat.postMessage per channel), pauses a method after a 429, and maps
- * every answer to OK / RETRY / FAIL. Also posts answers to response_urls.
+ * every answer to OK / RETRY / FAIL. Also posts answers to response_urls,
+ * and learns the app's identity with one shared auth.test call.
  *
  * Pacing is a token bucket per lane (a method, or chat.postMessage and one
  * channel). A call that must wait sits in its lane's FIFO and one host timer
@@ -25,6 +26,8 @@
 #define DEFAULT_PAUSE_MS 30000 /* a 429 or `ratelimited` without Retry-After */
 #define EARLY_SLACK_MS 5       /* a timer this much early still counts as on time */
 #define RESPONSE_URL_ATTEMPTS 3
+#define AUTH_PAUSE_MIN_MS 30000  /* after a failed auth.test: the first pause… */
+#define AUTH_PAUSE_MAX_MS 600000 /* …doubling up to this */
 
 typedef struct api_req {
     struct api_req *next;
@@ -267,8 +270,19 @@ static void lane_pump(slack_lane *l, bool force)
     l->pumping = false;
 }
 
+typedef struct slack_waiter {
+    struct slack_waiter *next;
+    slack_identity_done done;
+    void *user;
+} slack_waiter;
+
 void slack_api_cleanup(slack *s)
 {
+    while (s->auth_waiters) { /* none once every HTTP callback has run */
+        slack_waiter *w = s->auth_waiters;
+        s->auth_waiters = w->next;
+        free(w);
+    }
     while (s->lanes) {
         slack_lane *l = s->lanes;
         s->lanes = l->next;
@@ -576,4 +590,143 @@ int slack_post_response_url(slack *s, const char *url, const json_t *message)
         return WH_ERR_NOMEM;
     }
     return rurl_send(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Identity: auth.test, once                                                 */
+
+bool slack_identity_wanted(slack *s)
+{
+    int64_t now = s->host->now_ms(s->inst);
+    pthread_mutex_lock(&s->lock);
+    bool wanted = s->auth_state != SLACK_AUTH_DONE &&
+                  !(s->auth_state == SLACK_AUTH_FAILED && now < s->auth_retry_at);
+    pthread_mutex_unlock(&s->lock);
+    return wanted;
+}
+
+static void identity_kicked(void *user)
+{
+    slack_identity_fetch(user, NULL, NULL);
+}
+
+void slack_identity_kick(slack *s)
+{
+    const wh_host *h = s->host;
+    if (!WH_HOST_HAS(h, defer)) {
+        return;
+    }
+    int64_t now = h->now_ms(s->inst);
+    pthread_mutex_lock(&s->lock);
+    int was = s->auth_state;
+    bool start = was == SLACK_AUTH_IDLE || (was == SLACK_AUTH_FAILED && now >= s->auth_retry_at);
+    if (start) {
+        s->auth_state = SLACK_AUTH_QUEUED;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (start && h->defer(s->inst, 0, identity_kicked, s) != WH_OK) {
+        pthread_mutex_lock(&s->lock);
+        if (s->auth_state == SLACK_AUTH_QUEUED) {
+            s->auth_state = was; /* the next event tries again */
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+static void identity_answered(void *user, const slack_result *r)
+{
+    slack *s = user;
+    const wh_host *h = s->host;
+    slack_result res = *r;
+    char error[sizeof s->auth_error];
+    if (r->outcome == WH_CALL_OK) {
+        slack_learn_identity(s, jstr_nonempty(r->body, "user_id"), jstr_nonempty(r->body, "bot_id"),
+                             jstr_nonempty(r->body, "app_id"));
+        char user_id[SLACK_ID_MAX], bot_id[SLACK_ID_MAX];
+        slack_identity(s, user_id, bot_id, NULL);
+        pthread_mutex_lock(&s->lock);
+        s->auth_state = SLACK_AUTH_DONE;
+        pthread_mutex_unlock(&s->lock);
+        h->log(s->inst, WH_LOG_INFO, "this app's bot: user %s, bot %s", user_id[0] ? user_id : "?",
+               bot_id[0] ? bot_id : "?");
+    } else {
+        snprintf(error, sizeof error, "%s", r->error ? r->error : "auth.test: failed");
+        int64_t now = h->now_ms(s->inst);
+        pthread_mutex_lock(&s->lock);
+        long pause = s->auth_backoff_ms > 0 ? s->auth_backoff_ms : AUTH_PAUSE_MIN_MS;
+        if (r->retry_after_ms > pause) {
+            pause = r->retry_after_ms;
+        }
+        s->auth_backoff_ms = pause * 2 < AUTH_PAUSE_MAX_MS ? pause * 2 : AUTH_PAUSE_MAX_MS;
+        s->auth_state = SLACK_AUTH_FAILED;
+        s->auth_retry_at = now + pause;
+        s->auth_outcome = r->outcome;
+        snprintf(s->auth_error, sizeof s->auth_error, "%s", error);
+        pthread_mutex_unlock(&s->lock);
+        h->log(s->inst, WH_LOG_WARN,
+               "%s: this app's own bot messages are recognised by user id and app id only "
+               "until it succeeds (next try in %ld s at the earliest)",
+               error, pause / 1000);
+        res.error = error;
+        res.retry_after_ms = pause;
+    }
+    /* the waiters, oldest first; one may start another fetch (it sees the new state) */
+    slack_waiter *list = s->auth_waiters, *rev = NULL;
+    s->auth_waiters = NULL;
+    while (list) {
+        slack_waiter *n = list->next;
+        list->next = rev;
+        rev = list;
+        list = n;
+    }
+    while (rev) {
+        slack_waiter *w = rev;
+        rev = rev->next;
+        w->done(w->user, &res);
+        free(w);
+    }
+}
+
+void slack_identity_fetch(slack *s, slack_identity_done done, void *user)
+{
+    int64_t now = s->host->now_ms(s->inst);
+    pthread_mutex_lock(&s->lock);
+    int state = s->auth_state;
+    if (state == SLACK_AUTH_FAILED && now < s->auth_retry_at) {
+        char error[sizeof s->auth_error];
+        snprintf(error, sizeof error, "%s", s->auth_error);
+        slack_result r = {(wh_outcome)s->auth_outcome, NULL, (long)(s->auth_retry_at - now), error,
+                          NULL};
+        pthread_mutex_unlock(&s->lock);
+        if (done) {
+            done(user, &r);
+        }
+        return;
+    }
+    if (state == SLACK_AUTH_DONE) {
+        pthread_mutex_unlock(&s->lock);
+        if (done) {
+            slack_result r = {WH_CALL_OK, NULL, 0, NULL, NULL};
+            done(user, &r);
+        }
+        return;
+    }
+    s->auth_state = SLACK_AUTH_BUSY;
+    pthread_mutex_unlock(&s->lock);
+    if (done) {
+        slack_waiter *w = calloc(1, sizeof *w);
+        if (!w) {
+            slack_result r = {WH_CALL_RETRY, NULL, 0, "auth.test: out of memory", NULL};
+            done(user, &r);
+        } else {
+            w->done = done;
+            w->user = user;
+            w->next = s->auth_waiters; /* newest first; reversed when answered */
+            s->auth_waiters = w;
+        }
+    }
+    if (state != SLACK_AUTH_BUSY) {
+        /* may answer before it returns: the waiter is in the list already */
+        slack_api_call(s, "auth.test", false, NULL, NULL, identity_answered, s);
+    }
 }

@@ -4,6 +4,8 @@
  * interactivity payloads decoded into events; the answers for callers that
  * wait (respond) and for answers that came too late (late → response_url).
  *
+ * Also answers Slack's ssl_check probes of slash command URLs (an empty 200).
+ *
  * Owns: the mapping from Slack's payloads to event data and from a rule's
  * generic response to Slack's message JSON. Must not: look at anything in a
  * request before its signature is verified, do network I/O on the gateway's
@@ -187,6 +189,13 @@ static void learn_from_envelope(slack *s, const json_t *env)
     slack_learn_identity(s, bot_user, NULL, jstr_nonempty(env, "api_app_id"));
 }
 
+/* From this app's bot: the event, or the message it carries (message_changed). */
+static bool event_from_self(slack *s, const json_t *ev)
+{
+    const json_t *inner = json_object_get(ev, "message");
+    return slack_from_self(s, ev) || (json_is_object(inner) && slack_from_self(s, inner));
+}
+
 /* The event data for one event_callback. New reference or NULL (out of memory). */
 static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const char *type)
 {
@@ -202,6 +211,16 @@ static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const c
     const char *user = str_or_id(ev, "user");
     if (!user) {
         user = jstr(inner, "user");
+    }
+    /* A bot's message without a user id reads as a poll gives it: `user` is its bot id,
+     * `author` its bot profile's name or username (slack_bot_author). */
+    const char *bot_author = NULL;
+    if (!user) {
+        const json_t *m = slack_bot_author(ev) ? ev : inner;
+        bot_author = slack_bot_author(m);
+        if (bot_author) {
+            user = jstr_nonempty(m, "bot_id");
+        }
     }
     const char *text = jstr(ev, "text");
     if (!text) {
@@ -221,7 +240,7 @@ static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const c
     if (!thread_ts) {
         thread_ts = jstr(inner, "thread_ts");
     }
-    bool self = slack_from_self(s, ev) || (json_is_object(inner) && slack_from_self(s, inner));
+    bool self = event_from_self(s, ev);
 
     json_t *d = json_object();
     if (!d) {
@@ -246,7 +265,9 @@ static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const c
         bad |= json_object_set_new(d, "event_time", json_integer(json_integer_value(etime)));
     }
     char name[256];
-    if (user && slack_user_cached(s, user, name, sizeof name)) {
+    if (bot_author) {
+        bad |= json_object_set_new(d, "author", json_string(bot_author));
+    } else if (user && slack_user_cached(s, user, name, sizeof name)) {
         /* for a pushed reply: the name a poll would give (when it is known already) */
         bad |= json_object_set_new(d, "author", json_string(name));
     }
@@ -260,31 +281,38 @@ static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const c
 }
 
 /* ------------------------------------------------------------------------ */
-/* Naming the author before the event is published                          */
+/* Before the event is published: who we are, and the author's name         */
 
 /*
- * A pushed thread reply should name its author as a poll would ("Ben", not
- * "U1"): the first of the two to arrive is what an await stores. When the
- * user is not cached, webhook() returns WH_PENDING and the lookup runs on the
- * delivery thread through the paced users.info lane; the event is emitted
- * when the name is known, after LOOKUP_WAIT_MS at the latest (with the user
- * id only), well inside Slack's 3 seconds. Two callbacks (the lookup and the
- * timer) share the context; the last one frees it. Both run on the delivery
- * thread.
+ * Two things may be missing when an event arrives, and both change what
+ * rules see:
+ *   - this app's identity (auth.test, once per instance): without its bot id,
+ *     a message our bot posted with only `bot_id` would read from_self:false
+ *     and a rule could answer its own post;
+ *   - the author's name: a pushed thread reply should name its author as a
+ *     poll would ("Ben", not "U1"), since the first of the two to arrive is
+ *     what an await stores.
+ * Then webhook() returns WH_PENDING and the lookups run on the delivery thread
+ * (auth.test shared with every other caller, users.info in its paced lane), at
+ * once; the event is emitted when both answered, or after LOOKUP_WAIT_MS at the
+ * latest with what is known by then, well inside Slack's 3 seconds. The
+ * callbacks (lookups and timer) share the context; the last one frees it.
  */
 #define LOOKUP_WAIT_MS 1000
 
-typedef struct naming {
+typedef struct pending_ev {
     slack *s;
     wh_webhook *wh;
     json_t *data;
     char kind[KIND_MAX + 1];
-    char user[SLACK_ID_MAX];
-    int refs;
+    char user[SLACK_ID_MAX]; /* to name, or "" */
+    bool want_identity;
+    int refs;        /* the start, the timer, each lookup */
+    int outstanding; /* the start and the lookups not answered yet */
     bool finished;
-} naming;
+} pending_ev;
 
-static void naming_finish(naming *n)
+static void pending_finish(pending_ev *n)
 {
     if (n->finished) {
         return;
@@ -292,7 +320,9 @@ static void naming_finish(naming *n)
     n->finished = true;
     const wh_host *h = n->s->host;
     char name[256];
-    if (slack_user_cached(n->s, n->user, name, sizeof name)) {
+    if (n->user[0] && !json_object_get(n->data, "author") &&
+        !json_is_true(json_object_get(n->data, "from_self")) &&
+        slack_user_cached(n->s, n->user, name, sizeof name)) {
         json_object_set_new(n->data, "author", json_string(name));
     }
     if (h->emit(n->wh, n->kind, n->data) != WH_OK) {
@@ -303,71 +333,120 @@ static void naming_finish(naming *n)
     h->webhook_done(n->wh); /* n->wh is the hub's again from here */
 }
 
-static void naming_release(naming *n)
+static void pending_release(pending_ev *n)
 {
     if (--n->refs == 0) {
-        naming_finish(n);
+        pending_finish(n);
         json_decref(n->data);
         free(n);
     }
 }
 
-static void naming_timeout(void *user)
+/* One lookup (or the start) is over: publish when it was the last. */
+static void pending_step_done(pending_ev *n)
 {
-    naming *n = user;
-    naming_finish(n);
-    naming_release(n);
+    if (--n->outstanding == 0) {
+        pending_finish(n);
+    }
+    pending_release(n);
 }
 
-static void naming_done(void *user, const slack_result *r)
+static void pending_timeout(void *user)
 {
-    naming *n = user;
+    pending_ev *n = user;
+    pending_finish(n);
+    pending_release(n);
+}
+
+static void pending_identity_done(void *user, const slack_result *r)
+{
+    pending_ev *n = user;
+    (void)r; /* a failure is logged by slack_api.c; the event goes out with what is known */
+    if (!n->finished && event_from_self(n->s, json_object_get(n->data, "raw"))) {
+        json_object_set_new(n->data, "from_self", json_true());
+    }
+    pending_step_done(n);
+}
+
+static void pending_name_done(void *user, const slack_result *r)
+{
+    pending_ev *n = user;
     if (r->outcome == WH_CALL_OK) {
         const char *name = slack_name_of_user(json_object_get(r->body, "user"));
         slack_user_remember(n->s, n->user, name ? name : n->user);
     } else if (r->outcome == WH_CALL_FAIL) {
         slack_user_remember(n->s, n->user, n->user); /* user_not_found, no users:read */
     }
-    naming_finish(n);
-    naming_release(n);
+    pending_step_done(n);
 }
 
-static void naming_start(void *user)
+static void pending_start(void *user)
 {
-    naming *n = user;
+    pending_ev *n = user;
+    slack *s = n->s;
+    const wh_host *h = s->host;
+    n->outstanding = 1; /* this function: nothing is published while lookups start */
+    n->refs++;
+    if (h->defer(s->inst, LOOKUP_WAIT_MS, pending_timeout, n) != WH_OK) {
+        n->refs--;
+    }
+    if (n->want_identity) {
+        n->refs++;
+        n->outstanding++;
+        slack_identity_fetch(s, pending_identity_done, n);
+    }
     char name[256];
     json_t *args = NULL;
-    if (!slack_user_cached(n->s, n->user, name, sizeof name) &&
+    if (n->user[0] && !n->finished && !slack_user_cached(s, n->user, name, sizeof name) &&
         (args = json_pack("{s:s}", "user", n->user)) != NULL) {
-        const wh_host *h = n->s->host;
         n->refs++;
-        if (h->defer(n->s->inst, LOOKUP_WAIT_MS, naming_timeout, n) != WH_OK) {
-            n->refs--;
-        }
-        n->refs++;
-        slack_api_call(n->s, "users.info", true, args, NULL, naming_done, n);
+        n->outstanding++;
+        slack_api_call(s, "users.info", true, args, NULL, pending_name_done, n);
         json_decref(args);
-    } else {
-        naming_finish(n); /* named already (or out of memory): publish now */
     }
-    naming_release(n);
+    pending_step_done(n);
+}
+
+/* Whether the event could be this app's own but nothing says so yet: learn who we are. */
+static bool needs_identity(slack *s, const json_t *ev, const json_t *data)
+{
+    if (json_is_true(json_object_get(data, "from_self")) || !slack_identity_wanted(s)) {
+        return false;
+    }
+    const json_t *inner = json_object_get(ev, "message");
+    if (jstr_nonempty(ev, "bot_id") || jstr_nonempty(inner, "bot_id")) {
+        return true; /* a bot's post: ours only when its bot id is ours */
+    }
+    char user_id[SLACK_ID_MAX];
+    slack_identity(s, user_id, NULL, NULL);
+    return !user_id[0] && jstr_nonempty(data, "user"); /* our bot user, perhaps */
 }
 
 /*
- * Emit `data` once its user is named. Returns WH_PENDING when the lookup was
- * started (data taken), or WH_OK when it was not (data still the caller's).
+ * Emit `data` once it is complete (above). Returns WH_PENDING when the lookups
+ * were started (data taken), or WH_OK when nothing is missing or they cannot
+ * start (data still the caller's, to emit now).
  */
-static int emit_named(slack *s, wh_webhook *wh, const char *kind, json_t *data)
+static int emit_complete(slack *s, wh_webhook *wh, const char *kind, const json_t *ev, json_t *data)
 {
     const wh_host *h = s->host;
-    const char *user = jstr(data, "user");
-    char name[256];
-    if (!user || !*user || strlen(user) >= SLACK_ID_MAX || json_object_get(data, "author") ||
-        json_is_true(json_object_get(data, "from_self")) || !WH_HOST_HAS(h, defer) ||
-        !WH_HOST_HAS(h, webhook_done) || slack_user_cached(s, user, name, sizeof name)) {
+    if (!WH_HOST_HAS(h, defer) || !WH_HOST_HAS(h, webhook_done)) {
         return WH_OK;
     }
-    naming *n = calloc(1, sizeof *n);
+    bool identity = needs_identity(s, ev, data);
+    const char *user = jstr(data, "user");
+    char name[256];
+    bool naming = user && *user && strlen(user) < SLACK_ID_MAX &&
+                  !json_object_get(data, "author") &&
+                  !json_is_true(json_object_get(data, "from_self")) &&
+                  !slack_user_cached(s, user, name, sizeof name);
+    if (!identity && !naming) {
+        if (slack_identity_wanted(s)) {
+            slack_identity_kick(s); /* not needed for this one: learn it for the next */
+        }
+        return WH_OK;
+    }
+    pending_ev *n = calloc(1, sizeof *n);
     if (!n) {
         return WH_OK;
     }
@@ -375,11 +454,17 @@ static int emit_named(slack *s, wh_webhook *wh, const char *kind, json_t *data)
     n->wh = wh;
     n->data = data;
     n->refs = 1;
+    n->want_identity = identity;
     snprintf(n->kind, sizeof n->kind, "%s", kind);
-    snprintf(n->user, sizeof n->user, "%s", user);
-    if (h->defer(s->inst, 0, naming_start, n) != WH_OK) {
+    if (naming) {
+        snprintf(n->user, sizeof n->user, "%s", user);
+    }
+    if (h->defer(s->inst, 0, pending_start, n) != WH_OK) {
         free(n);
         return WH_OK;
+    }
+    if (!identity && slack_identity_wanted(s)) {
+        slack_identity_kick(s);
     }
     return WH_PENDING;
 }
@@ -441,7 +526,7 @@ static int events_api(slack *s, wh_webhook *wh, const char *body, size_t len)
             rc = WH_ERR_NOMEM;
             goto done;
         }
-        if (emit_named(s, wh, kind, data) == WH_PENDING) {
+        if (emit_complete(s, wh, kind, ev, data) == WH_PENDING) {
             rc = WH_PENDING; /* emitted on the delivery thread, then webhook_done() */
             goto done;
         }
@@ -618,14 +703,19 @@ int slack_webhook(void *state, const wh_request *req, wh_webhook *wh)
     }
     int rc;
     const char *payload = jstr(form, "payload");
-    if (payload) {
+    const char *ssl_check = jstr(form, "ssl_check");
+    if (ssl_check && strcmp(ssl_check, "1") == 0) {
+        /* Slack checking a slash command's certificate: an empty 200, no event (as Bolt's
+         * SslCheck). Like every request it was verified above: Slack signs them all. */
+        rc = h->answer(wh, 200, "text/plain", "", 0);
+    } else if (payload) {
         rc = interaction(s, wh, payload);
     } else if (jstr_nonempty(form, "command")) {
         rc = command(s, wh, form);
     } else {
         rc = refuse(h, wh, 400, "bad_form",
-                    "a form from Slack has `command` (slash command) or `payload` "
-                    "(interactivity)");
+                    "a form from Slack has `command` (slash command), `payload` "
+                    "(interactivity) or `ssl_check=1`");
     }
     json_decref(form);
     return rc;

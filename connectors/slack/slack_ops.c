@@ -380,13 +380,8 @@ static void poll_complete(poll_ctx *c)
                 snprintf(author, sizeof author, "%s", user);
             }
         } else {
-            const char *bn = jstr_nonempty(json_object_get(m, "bot_profile"), "name");
-            if (!bn) {
-                bn = jstr_nonempty(m, "username");
-            }
-            if (!bn) {
-                bn = jstr_nonempty(m, "bot_id");
-            }
+            /* a bot's message: named as a pushed one is (slack_ingress.c) */
+            const char *bn = slack_bot_author(m);
             snprintf(author, sizeof author, "%s", bn ? bn : "unknown");
             user = jstr_nonempty(m, "bot_id");
         }
@@ -569,28 +564,23 @@ static void fetch_page(poll_ctx *c)
     json_decref(args);
 }
 
-static void auth_done(void *user, const slack_result *r)
+static void identity_done(void *user, const slack_result *r)
 {
     poll_ctx *c = user;
-    if (r->outcome != WH_CALL_OK) {
+    char user_id[SLACK_ID_MAX];
+    slack_identity(c->s, user_id, NULL, NULL);
+    if (r->outcome != WH_CALL_OK && !user_id[0]) {
+        /* without even our user id, our own posts would come back as replies */
         poll_finish(c, r->outcome, failure_result(r), r->retry_after_ms, r->error);
         return;
     }
-    slack_learn_identity(c->s, jstr_nonempty(r->body, "user_id"), jstr_nonempty(r->body, "bot_id"),
-                         NULL);
-    fetch_page(c);
+    fetch_page(c); /* with the user id known (configured, or from an event): go on */
 }
 
-/* Learn who "we" are (auth.test, once) so that our own messages are left out. */
+/* Learn who "we" are (auth.test, once per instance) so that our own messages are left out. */
 static void poll_begin(poll_ctx *c)
 {
-    char user_id[SLACK_ID_MAX];
-    slack_identity(c->s, user_id, NULL, NULL);
-    if (user_id[0]) {
-        fetch_page(c);
-        return;
-    }
-    slack_api_call(c->s, "auth.test", false, NULL, NULL, auth_done, c);
+    slack_identity_fetch(c->s, identity_done, c);
 }
 
 /* Last-poll times of threads, bounded: entries older than the interval are forgotten. */

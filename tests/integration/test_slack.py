@@ -1,9 +1,11 @@
 """The Slack connector through the real binary, with requests signed like Slack's and a
 fake Slack Web API on loopback (tests/fakes/fake_slack.py): signature and timestamp checks,
-url_verification, a retried event run once, a slash command answered inline and one
-answered late through its response_url, an interaction, post → thread_replies with
-pagination and author names, a 429 that pauses only that method, and non-retryable
-Slack errors going straight to the dead letters."""
+url_verification, Slack's ssl_check, a retried event run once, the app's own bot posts
+recognised by the bot id auth.test gives (also when auth.test fails), a bot's reply that
+reads the same pushed and polled, a slash command answered inline and one answered late
+through its response_url, an interaction, post → thread_replies with pagination and author
+names, a 429 that pauses only that method, and non-retryable Slack errors going straight
+to the dead letters."""
 import hashlib
 import hmac
 import json
@@ -47,6 +49,22 @@ rules:
     do:
       - call: console.say
         with: { text: "msg {{event_id}} {{user}} in {{channel}}: {{text}}" }
+  - name: bot-pushed
+    on: team/message
+    if: { subtype: bot_message, from_self: false }
+    do:
+      - call: console.say
+        with: { text: "pushed {{user}}|{{author}}|{{text}}|{{ts}}|{{thread_ts}}|{{channel}}" }
+  - name: poll-thread
+    on: in/poll
+    do:
+      - call: team.thread_replies
+        with: { channel: C0TEAM, ts: "{{body.ts}}" }
+        as: replies
+      - call: console.say
+        with:
+          text: "polled {{#replies.items}}{{user}}|{{author}}|{{text}}|{{ts}}|\
+{{thread_ts}}|{{channel}}{{/replies.items}}"
   - name: standup
     on: team/command
     if: { command: /standup }
@@ -124,6 +142,9 @@ def form(**fields):
     return urllib.parse.urlencode(fields).encode()
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
 class SlackTest(HubTest):
     def setUp(self):
         super().setUp()
@@ -176,6 +197,86 @@ class SlackTest(HubTest):
         self.assertEqual(s, 200, out)
         h.out.wait_for(r"^\[console\] msg EvSig U1 in C0TEAM: hello$")
         self.assertEqual(h.out.text().count("msg EvSig"), 1)
+
+    def test_ssl_check_is_answered_empty(self):
+        h = self.start()
+        tail = Tail(h, "in/team/")
+        body = form(ssl_check="1", token="gIkuvaNzQIHg97ATvDxqgjtO")
+        s, hd, out = self.post_slack(h, body, signed_headers(body, ctype=FORM))
+        self.assertEqual((s, out), (200, b""), "Slack's certificate check: an empty 200")
+        # verified like every request from Slack
+        s, hd, out = self.post_slack(h, body, {"Content-Type": FORM})
+        self.assertEqual(s, 401, out)
+        self.assertEqual(json.loads(out)["error"], "missing_signature")
+        s, hd, out = self.post_slack(h, body, signed_headers(body, ctype=FORM,
+                                                             ts=int(time.time()) - 400))
+        self.assertEqual(json.loads(out)["error"], "stale_timestamp")
+        # nothing was published: the next event is the first the tail sees
+        ev = event_body("EvAfterCheck", {"type": "message", "channel": "C0TEAM", "user": "U1",
+                                         "text": "hi", "ts": "1700000000.000100"})
+        self.assertEqual(self.post_slack(h, ev, signed_headers(ev))[0], 200)
+        tail.wait_message(lambda m: m["data"].get("event_id") == "EvAfterCheck")
+        self.assertEqual([m["kind"] for m in tail.messages()], ["message"])
+
+    def test_own_bot_post_with_only_a_bot_id_is_from_self(self):
+        h = self.start()
+        tail = Tail(h, "in/team/")
+        self.assertEqual(self.slack.calls("auth.test"), [], "start-up does not call Slack")
+        # our bot's post carries only its bot id: auth.test (once) says it is ours
+        own = event_body("EvOwn", {"type": "message", "subtype": "bot_message", "bot_id": "BBOT",
+                                   "channel": "C0TEAM", "text": "my own post",
+                                   "ts": "1700000010.000100", "thread_ts": "1700000000.000100"})
+        self.assertEqual(self.post_slack(h, own, signed_headers(own))[0], 200)
+        other = event_body("EvOther", {"type": "message", "subtype": "bot_message",
+                                       "bot_id": "BOTHER", "username": "otherbot",
+                                       "bot_profile": {"name": "Other Bot"},
+                                       "channel": "C0TEAM", "text": "their post",
+                                       "ts": "1700000011.000100",
+                                       "thread_ts": "1700000000.000100"})
+        self.assertEqual(self.post_slack(h, other, signed_headers(other))[0], 200)
+        h.out.wait_for(r"^\[console\] msg EvOther \S* ?in C0TEAM: their post$")
+        ev = {m["data"]["event_id"]: m["data"] for m in
+              [tail.wait_message(lambda m: m["data"].get("event_id") == "EvOther")] +
+              tail.messages()}
+        self.assertTrue(ev["EvOwn"]["from_self"])
+        self.assertFalse(ev["EvOther"]["from_self"])
+        self.assertNotIn("msg EvOwn", h.out.text(), "a rule answered our own post")
+        self.assertEqual(len(self.slack.calls("auth.test")), 1)
+        self.assertEqual(self.slack.calls("users.info"), [], "bots are not looked up")
+
+    def test_auth_test_failing_does_not_stop_events(self):
+        self.slack.script["auth.test"] = [(503, {}, "upstream down")]
+        h = self.start()
+        own = event_body("EvDown", {"type": "message", "subtype": "bot_message",
+                                    "bot_id": "BBOT", "channel": "C0TEAM", "text": "my own post",
+                                    "ts": "1700000010.000100"})
+        t0 = time.monotonic()
+        s, hd, out = self.post_slack(h, own, signed_headers(own))
+        self.assertEqual(s, 200, out)
+        self.assertLess(time.monotonic() - t0, 2.5)
+        # published with what is known (the bot id is not): documented, and logged
+        h.out.wait_for(r"^\[console\] msg EvDown BBOT in C0TEAM: my own post$")
+        h.err.wait_for(r"auth\.test: HTTP 503: this app's own bot messages are recognised by "
+                       r"user id and app id only until it succeeds")
+        self.assertEqual(len(self.slack.calls("auth.test")), 1, "not retried at once")
+
+    def test_bot_reply_reads_the_same_pushed_and_polled(self):
+        h = self.start()
+        parent = self.slack.add_message("C0TEAM", "UBOT", "Ana is presenting")["ts"]
+        reply = {"type": "message", "subtype": "bot_message", "bot_id": "BOTHER",
+                 "username": "otherbot", "bot_profile": {"name": "Other Bot"},
+                 "text": "build passed", "thread_ts": parent}
+        with self.slack.lock:
+            reply["ts"] = self.slack._next_ts()
+            self.slack.channels["C0TEAM"].append(dict(reply))
+        body = event_body("EvBot", dict(reply, channel="C0TEAM"))
+        self.assertEqual(self.post_slack(h, body, signed_headers(body))[0], 200)
+        pushed = h.out.wait_for(r"^\[console\] pushed (.*)$").group(1)
+        self.hook(h, "poll", {"ts": parent})
+        polled = h.out.wait_for(r"^\[console\] polled (.*)$", timeout=20).group(1)
+        self.assertEqual(pushed, "BOTHER|Other Bot|build passed|%s|%s|C0TEAM"
+                         % (reply["ts"], parent))
+        self.assertEqual(polled, pushed)
 
     def test_retried_event_runs_once_and_own_messages_are_flagged(self):
         h = self.start()
