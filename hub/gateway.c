@@ -1006,9 +1006,11 @@ wh_gateway *wh_gateway_new(const wh_gateway_opts *opts, wh_instances *instances,
         mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         gw, MHD_OPTION_NOTIFY_CONNECTION, wh_gw_on_connection, gw, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)gw->opts.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)gw->opts.max_connections, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(gw->opts.threads > 1 ? gw->opts.threads : 0),
-        MHD_OPTION_END);
+        (unsigned)gw->opts.max_connections, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(gw->opts.threads > 1 ? gw->opts.threads : 0), MHD_OPTION_END);
+    /* MHD's default on Linux is SO_REUSEADDR alone: a restart binds at once past
+     * TIME_WAIT, while a second hub on the same port fails instead of sharing
+     * its connections (SO_REUSEPORT, which LISTENING_ADDRESS_REUSE 1 sets). */
     freeaddrinfo(ai);
     if (!gw->mhd) {
         snprintf(err, errsize, "cannot listen on %s:%d (in use, or not allowed)", gw->host,

@@ -85,6 +85,8 @@ int wh_hub_reload(wh_hub *hub)
     return rc;
 }
 
+static void stop_parts(wh_hub *hub);
+
 wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
 {
     wh_hub *hub = calloc(1, sizeof *hub);
@@ -171,6 +173,8 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     return hub;
 fail:
     hub->cfg = NULL; /* the caller keeps cfg on failure */
+    /* what runs connector code (timers, calls in flight) stops before their destroy() */
+    stop_parts(hub);
     if (hub->instances_up) {
         /* undo init() but leave the plugins loaded: cfg still owns them */
         for (size_t i = cfg->instances->n; i-- > 0;) {
@@ -192,12 +196,9 @@ int wh_hub_port(const wh_hub *hub)
     return wh_gateway_port(hub->gateway);
 }
 
-void wh_hub_stop(wh_hub **phub)
+/* Stop every part that may call into a connector; each step takes NULL. */
+static void stop_parts(wh_hub *hub)
 {
-    wh_hub *hub = phub ? *phub : NULL;
-    if (!hub) {
-        return;
-    }
     wh_gateway_destroy(&hub->gateway); /* 8 */
     wh_watch_destroy(&hub->watch);     /* 7 */
     wh_await_destroy(&hub->await);     /* 6 */
@@ -206,6 +207,15 @@ void wh_hub_stop(wh_hub **phub)
     wh_http_destroy(&hub->http);       /* 2: …in-flight calls end before their connectors do */
     wh_store_close(&hub->store);       /* 0: their outcomes are written (delivery still exists) */
     wh_delivery_destroy(&hub->delivery);
+}
+
+void wh_hub_stop(wh_hub **phub)
+{
+    wh_hub *hub = phub ? *phub : NULL;
+    if (!hub) {
+        return;
+    }
+    stop_parts(hub);
     wh_config_destroy(&hub->cfg);      /* 4: destroy() each instance, unload plugins */
     wh_pub_destroy(&hub->pub);         /* 3 */
     wh_bus_destroy(&hub->bus);         /* 1 */

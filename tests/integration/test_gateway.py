@@ -131,6 +131,23 @@ class GatewayTest(HubTest):
         self.assertIn(b'"payload_too_large"', data)
         self.assertTrue(self.h.healthy())
 
+    def test_a_port_in_use_stops_start_up_cleanly(self):
+        # every connector is up by the time the gateway binds: the failed start
+        # must take down what runs their code before their destroy() (a
+        # sanitizer or memcheck report would show in the exit status and log)
+        h = self.hub(CONFIG, env={"WH_TEST_SECRET": SECRET})
+        from whtest import Hub
+        other = Hub(CONFIG + "  team:\n    type: slack\n    signing_secret: x\n"
+                    "    token: xoxb-1\n    api_base: http://127.0.0.1:9\n"
+                    "listen: 127.0.0.1:%d\n" % h.port, env={"WH_TEST_SECRET": SECRET})
+        self.hubs.append(other)
+        r = other.cmd("run", "-c", other.config_path, timeout=60)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % h.port, err)
+        self.assertNotIn("Sanitizer", err)
+        self.assertTrue(h.healthy())
+
     def test_unknown_instance_404(self):
         s, b = self.h.json_request("POST", "/hooks/nope", {"a": 1})
         self.assert_error(s, b, 404, "not_found")
