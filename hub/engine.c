@@ -85,7 +85,10 @@ struct wh_engine {
     int64_t next_cleanup; /* mono ms */
     int64_t next_sweep;   /* mono ms: the journal's */
     int64_t next_outcomes; /* mono ms */
-    json_t *consumed;     /* {source: true}, "*" for all: what the rules read (guarded by lock) */
+    /* {source: true}, "*" for all: what the rules read. Read by the gateway for
+     * every request, so under a lock of its own that readers share. */
+    pthread_rwlock_t consumed_lock;
+    json_t *consumed;
     json_t *swept;        /* ids the last sweep took, should the bus bring one after all */
     int64_t outcomes_from; /* calls finished before this were seen by recover() or a sweep */
 };
@@ -795,10 +798,10 @@ static json_t *consumed_sources(wh_rules *rules)
 
 int wh_engine_consumes(wh_engine *e, const char *source)
 {
-    pthread_mutex_lock(&e->lock);
+    pthread_rwlock_rdlock(&e->consumed_lock);
     int yes = !e->consumed || json_object_get(e->consumed, "*") ||
               json_object_get(e->consumed, source);
-    pthread_mutex_unlock(&e->lock);
+    pthread_rwlock_unlock(&e->consumed_lock);
     return yes;
 }
 
@@ -1095,6 +1098,7 @@ wh_engine *wh_engine_new(void *zctx, const wh_bus_ends *ends, const char *node, 
         return NULL;
     }
     pthread_mutex_init(&e->lock, NULL);
+    pthread_rwlock_init(&e->consumed_lock, NULL);
     pthread_cond_init(&e->recovered_cond, NULL);
     snprintf(e->node, sizeof e->node, "%s", node);
     e->store = store;
@@ -1149,9 +1153,11 @@ void wh_engine_set_rules(wh_engine *e, wh_rules *rules)
     pthread_mutex_lock(&e->lock);
     wh_rules *old = e->rules;
     e->rules = rules;
+    pthread_mutex_unlock(&e->lock);
+    pthread_rwlock_wrlock(&e->consumed_lock);
     json_t *was = e->consumed;
     e->consumed = consumed;
-    pthread_mutex_unlock(&e->lock);
+    pthread_rwlock_unlock(&e->consumed_lock);
     json_decref(was);
     atomic_store(&e->resubscribe, 1);
     wh_rules_unref(&old);
@@ -1186,6 +1192,7 @@ void wh_engine_destroy(wh_engine **pe)
     wh_rules_unref(&e->rules);
     pthread_cond_destroy(&e->recovered_cond);
     pthread_mutex_destroy(&e->lock);
+    pthread_rwlock_destroy(&e->consumed_lock);
     free(e);
     *pe = NULL;
 }
