@@ -53,6 +53,7 @@ typedef struct run {
     const wh_rule *rule;
     json_t *ctx;
     int ctx_saved; /* the runs row holds this ctx: later saves leave it out */
+    int stored;    /* the runs row exists (a new run's is written by its first save) */
     size_t step;
     waiter *w;
 } run;
@@ -172,6 +173,21 @@ static void run_free(pass *p, run *r)
 
 static void save_run(pass *p, run *r, const char *state, const char *error)
 {
+    if (!r->stored) {
+        /* a new run is written once, as the pass leaves it: one statement, not two */
+        const json_t *event = json_object_get(r->ctx, "event");
+        wh_sqlbatch_add(p->sql,
+                        "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, "
+                        "state, error, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                        "?8, ?9, ?9)",
+                        json_pack("[s, s?, s, I, O, s?, s, s?, I]", r->id,
+                                  json_string_value(json_object_get(event, "id")),
+                                  wh_rule_name(r->rule), (json_int_t)r->step, r->ctx,
+                                  r->w ? r->w->reply_to : NULL, state, error, (json_int_t)p->now));
+        r->stored = 1;
+        r->ctx_saved = 1;
+        return;
+    }
     if (r->ctx_saved) {
         /* encoding the context again would write the same text */
         wh_sqlbatch_add(p->sql,
@@ -337,7 +353,7 @@ typedef struct match_ctx {
 
 /* Start one run of `rule` on a copy of `ctx`; it advances as far as it can in this pass. */
 static void start_run(wh_engine *e, pass *p, wh_rules *rules, const wh_rule *rule,
-                      const json_t *ctx, const char *run_id, const char *reply_to, waiter *w)
+                      const json_t *ctx, const char *run_id, waiter *w)
 {
     run *r = calloc(1, sizeof *r);
     if (!r) {
@@ -350,14 +366,6 @@ static void start_run(wh_engine *e, pass *p, wh_rules *rules, const wh_rule *rul
     load_ctx lc = {e, p, r->ctx};
     wh_rule_each_load(rule, ctx, load_one, &lc);
     wh_debug("engine", "rule %s matched run=%s", wh_rule_name(rule), r->id);
-    const json_t *event = json_object_get(ctx, "event");
-    wh_sqlbatch_add(p->sql,
-                    "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, state, "
-                    "created_ms, updated_ms) VALUES (?1, ?2, ?3, 0, ?4, ?5, 'running', ?6, ?6)",
-                    json_pack("[s, s?, s, O, s?, I]", r->id,
-                              json_string_value(json_object_get(event, "id")), wh_rule_name(rule),
-                              r->ctx, reply_to, (json_int_t)p->now));
-    r->ctx_saved = 1;
     if (w) {
         w->refs++;
         r->w = w;
@@ -393,8 +401,7 @@ static int on_candidate(void *ud, const wh_rule *rule)
     char run_id[64];
     snprintf(run_id, sizeof run_id, "%s.%d", json_string_value(json_object_get(m->env, "id")),
              m->matched);
-    start_run(m->e, m->p, m->rules, rule, m->ctx, run_id,
-              json_string_value(json_object_get(m->env, "reply_to")), m->w);
+    start_run(m->e, m->p, m->rules, rule, m->ctx, run_id, m->w);
     return wh_rule_stop(rule);
 }
 
@@ -438,7 +445,7 @@ static void run_debounced(wh_engine *e, pass *p)
             }
             snprintf(run_id, sizeof run_id, "%.32s.d%08x",
                      json_string_value(json_object_get(json_object_get(ctx, "event"), "id")), h);
-            start_run(e, p, rules, rule, ctx, run_id, NULL, NULL);
+            start_run(e, p, rules, rule, ctx, run_id, NULL);
         } else {
             wh_warn("engine", "debounced rule '%s' is no longer loaded; its burst is dropped",
                     name ? name : "?");
@@ -534,6 +541,7 @@ static run *load_run(wh_engine *e, const char *run_id)
         r->rule = rule;
         r->ctx = ctx;
         r->ctx_saved = 1;
+        r->stored = 1;
         ctx = NULL;
         r->step = (size_t)json_integer_value(json_object_get(row, "step"));
         snprintf(r->call_id, sizeof r->call_id, "%s.%zu", r->id, r->step + 1);
