@@ -11,6 +11,23 @@
 
 int wh_sqlbatch_add(json_t *batch, const char *sql, json_t *params)
 {
+    /* Objects and arrays are bound as their JSON text: encode them here, on the
+     * thread that queues the statement, so the store's writer (which every part
+     * waits on) only binds, and the row holds them as they were when queued. */
+    size_t i;
+    json_t *v;
+    json_array_foreach(params, i, v)
+    {
+        if (json_is_object(v) || json_is_array(v)) {
+            char *text = json_dumps(v, JSON_COMPACT);
+            json_t *s = text ? json_stringn_nocheck(text, strlen(text)) : NULL;
+            free(text);
+            if (!s || json_array_set_new(params, i, s) != 0) {
+                json_decref(params);
+                return WH_ERR_NOMEM;
+            }
+        }
+    }
     json_t *op = json_pack("[s, o]", sql, params ? params : json_array());
     if (!op) {
         return WH_ERR_NOMEM;
