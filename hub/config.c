@@ -10,6 +10,7 @@
 #include "plugin.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +24,29 @@ const char *wh_config_default_path(void)
     return env && *env ? env : "wirehub.yaml";
 }
 
+/* "/connectors/gh/secret" → "connectors.gh.secret": the key, as a reader names it. */
+static void key_name(const char *pointer, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const char *p = pointer && *pointer == '/' ? pointer + 1 : ""; *p && n + 1 < size; p++) {
+        char c = *p;
+        if (c == '/') {
+            c = '.';
+        } else if (c == '~' && (p[1] == '0' || p[1] == '1')) {
+            c = p[1] == '0' ? '~' : '/';
+            p++;
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+}
+
 /* Resolve the references in one string; returns a new string or NULL (error appended). */
 static char *resolve_string(const char *s, const wh_doc *doc, const char *pointer,
                             const char *base_dir, json_t *errors, int *bad)
 {
+    char key[256];
+    key_name(pointer, key, sizeof key);
     wh_buf out = {0};
     const char *p = s;
     while (*p) {
@@ -60,7 +80,7 @@ static char *resolve_string(const char *s, const wh_doc *doc, const char *pointe
             const char *v = getenv(name + 4);
             if (!v) {
                 wh_doc_value_error(doc, errors, pointer,
-                                   "environment variable %s is not set", name + 4);
+                                   "`%s`: environment variable %s is not set", key, name + 4);
                 *bad = 1;
             } else {
                 wh_buf_puts(&out, v);
@@ -70,8 +90,8 @@ static char *resolve_string(const char *s, const wh_doc *doc, const char *pointe
             size_t len = 0;
             char *content = path ? wh_read_file(path, SECRET_FILE_MAX, &len) : NULL;
             if (!content) {
-                wh_doc_value_error(doc, errors, pointer, "cannot read secret file %s: %s",
-                                   path ? path : name + 5, strerror(errno));
+                wh_doc_value_error(doc, errors, pointer, "`%s`: cannot read secret file %s: %s",
+                                   key, path ? path : name + 5, strerror(errno));
                 *bad = 1;
             } else {
                 if (len && content[len - 1] == '\n') {
@@ -263,6 +283,12 @@ static int parse_listen(wh_config *cfg, const char *s)
     memcpy(cfg->listen_host, h, hlen);
     cfg->listen_host[hlen] = '\0';
     cfg->listen_port = (int)port;
+    /* numeric only, as the gateway binds it: a host name is not looked up */
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, cfg->listen_host, addr) != 1 &&
+        inet_pton(AF_INET6, cfg->listen_host, addr) != 1) {
+        return -1;
+    }
     return 0;
 }
 
@@ -317,8 +343,10 @@ static wh_config *load(const char *path, json_t *errors, int need_secrets)
     /* Keep going after a problem so that one run reports every problem in the file;
      * a value of the wrong type reads as absent below. */
     problems += wh_options_apply(top_options, NULL, root, cfg->doc, "", errors);
+    int unresolved = 0; /* a connector would see "${env:…}" as written: no validation then */
     if (need_secrets) {
-        problems += wh_config_resolve_secrets(root, cfg->doc, "", cfg->dir, errors);
+        unresolved = wh_config_resolve_secrets(root, cfg->doc, "", cfg->dir, errors);
+        problems += unresolved;
     } else {
         json_t *ignored = json_array(); /* what cannot be resolved stays as written */
         wh_config_resolve_secrets(root, cfg->doc, "", cfg->dir, ignored);
@@ -327,7 +355,8 @@ static wh_config *load(const char *path, json_t *errors, int need_secrets)
     const char *listen = json_string_value(json_object_get(root, "listen"));
     if (listen && parse_listen(cfg, listen) != 0) {
         wh_doc_value_error(cfg->doc, errors, "/listen",
-                           "'listen' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080)");
+                           "'listen' must be host:port with a numeric host (e.g. 127.0.0.1:8080, "
+                           "[::1]:8080, or :8080 for every interface)");
         problems++;
     }
     const char *state = json_string_value(json_object_get(root, "state"));
@@ -468,6 +497,15 @@ static wh_config *load(const char *path, json_t *errors, int need_secrets)
                                        cfg->connectors_dir, cfg->doc, "/connectors", errors);
     if (!cfg->instances) {
         problems++;
+    } else if (need_secrets && !unresolved) {
+        /* the connectors' own checks (ranges, pairs of keys, files), before anything
+         * starts: `wirehub check` reports them, and `run` stops here with exit 2 */
+        for (size_t i = 0; i < cfg->instances->n; i++) {
+            wh_instance *inst = cfg->instances->v[i];
+            char *p = wh_ptr_child_dup("/connectors", inst->name);
+            problems += p ? wh_instance_validate(inst, cfg->doc, p, errors) : 1;
+            free(p);
+        }
     }
     if (problems || !cfg->state_path || !cfg->rules_dir || !cfg->connectors_dir) {
         goto fail;

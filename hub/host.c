@@ -5,6 +5,7 @@
  * no state of its own.
  */
 #include "call.h"
+#include "doc.h"
 #include "envelope.h"
 #include "gateway.h"
 #include "http_client.h"
@@ -18,13 +19,52 @@
 #include <stdio.h>
 #include <string.h>
 
+/* While wh_instances_validate() runs init() on this thread: where its errors go. */
+typedef struct capture {
+    const wh_doc *doc;
+    const char *pointer; /* the instance: /connectors/<name> */
+    json_t *errors;
+    int count;
+} capture;
+static _Thread_local capture *tls_capture;
+
+/*
+ * A connector's error while its config is validated becomes a config error
+ * positioned in the file: at the key when the message names one the way the
+ * bundled connectors do ("config: `key` …"), else at the instance.
+ */
+static void captured(capture *c, const wh_instance *inst, const char *msg)
+{
+    const char *text = strncmp(msg, "config: ", 8) == 0 ? msg + 8 : msg;
+    const char *name = inst ? inst->name : "?";
+    const char *end = text[0] == '`' ? strchr(text + 1, '`') : NULL;
+    if (end && end - text - 1 < 128) {
+        char key[128], child[512];
+        memcpy(key, text + 1, (size_t)(end - text - 1));
+        key[end - text - 1] = '\0';
+        wh_ptr_child(child, sizeof child, c->pointer, key);
+        /* at its value (or, for a key the file does not have, at the instance) */
+        wh_doc_value_error(c->doc, c->errors, child, "connector '%s': %s", name, text);
+    } else {
+        wh_doc_error(c->doc, c->errors, c->pointer, "connector '%s': %s", name, text);
+    }
+    c->count++;
+}
+
 static void host_log(const wh_instance *inst, int level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    wh_logv(level, inst ? inst->name : "connector", fmt, ap);
+    if (tls_capture && level == WH_LOG_ERROR) {
+        char msg[1024];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        captured(tls_capture, inst, msg);
+    } else if (!tls_capture) {
+        wh_logv(level, inst ? inst->name : "connector", fmt, ap);
+    }
     va_end(ap);
 }
+
 
 static const char *host_instance_name(const wh_instance *inst)
 {
@@ -144,4 +184,35 @@ static const wh_host table = {
 const wh_host *wh_host_table(void)
 {
     return &table;
+}
+
+int wh_instance_validate(wh_instance *inst, const wh_doc *doc, const char *pointer,
+                         json_t *errors)
+{
+    json_t *said = json_array(); /* what init() logged as errors, positioned */
+    capture c = {doc, pointer, said, 0};
+    tls_capture = &c;
+    void *state = NULL;
+    int rc = inst->plugin->desc.init(&table, inst, inst->config, &state);
+    if (rc == WH_OK) {
+        inst->plugin->desc.destroy(state);
+    }
+    tls_capture = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(said, i, e)
+    {
+        if (rc != WH_OK) {
+            json_array_append(errors, e);
+        } else {
+            wh_error(inst->name, "%s", json_string_value(e)); /* logged, yet accepted */
+        }
+    }
+    json_decref(said);
+    if (rc != WH_OK && c.count == 0) {
+        wh_doc_error(doc, errors, pointer, "connector '%s' (type %s) refused its configuration: %s",
+                     inst->name, inst->plugin->type, wh_strerror(rc));
+        c.count++;
+    }
+    return rc == WH_OK ? 0 : c.count;
 }

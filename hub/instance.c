@@ -300,7 +300,9 @@ void wh_describe(const wh_plugin *p, FILE *out)
             h->description ? h->description : "", p->path);
     fprintf(out, "  %-22s %s\n", "type", "(required) the connector type");
     for (const wh_option *o = p->desc.options; o && o->name; o++) {
-        fprintf(out, "  %-22s %s%s%s%s%s\n", o->name, (o->flags & WH_OPT_REQUIRED) ? "(required) " : "",
+        fprintf(out, "  %-22s %s%s%s%s%s%s\n", o->name,
+                (o->flags & WH_OPT_REQUIRED) ? "(required) " : "",
+                (o->flags & WH_OPT_SECRET) ? "(secret) " : "",
                 o->description ? o->description : "", o->def ? " [default " : "",
                 o->def ? ((o->flags & WH_OPT_SECRET) ? "***" : o->def) : "", o->def ? "]" : "");
     }

@@ -68,6 +68,17 @@ int wh_options_apply(const wh_option *table, const char *const *extra, json_t *o
 /** The host services table (one, shared by every instance). */
 const wh_host *wh_host_table(void);
 
+/**
+ * Run the connector's init() on its config and destroy() at once, with no
+ * services (no bus, no HTTP): what `wirehub check` and every start do before
+ * anything runs. The errors init() logs become config errors in `errors`,
+ * "file:line:col: connector '<name>': …", at the key a "config: `key` …"
+ * message names, else at the instance (`pointer`). Returns the number of
+ * problems (0: accepted). Ownership: borrows everything.
+ */
+int wh_instance_validate(wh_instance *inst, const struct wh_doc *doc, const char *pointer,
+                         json_t *errors);
+
 /** Print a connector's description, options and operations (wirehub describe). */
 void wh_describe(const wh_plugin *p, FILE *out);
 #endif

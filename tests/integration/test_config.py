@@ -29,6 +29,40 @@ class ConfigTest(HubTest):
         self.assertEqual(r.returncode, 2)
         self.assertIn(":1:1: unknown key 'bogus'", r.stderr.decode())
 
+    def test_connector_checks_are_config_errors_with_positions(self):
+        # the connectors' own checks (ranges, pairs of keys) run at `check` and
+        # stop `run` with exit 2 before anything starts, each at its line
+        cfg = ("listen: 127.0.0.1:0\n"
+               "connectors:\n"
+               "  gh:\n"
+               "    type: webhook\n"
+               "    secret: \"\"\n"
+               "  ask: { type: webhook, wait_ms: 999999 }\n"
+               "  df:\n"
+               "    type: dialogflow\n"
+               "    username: u\n")
+        h, r = self.check(cfg)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 2, err)
+        path = h.config_path
+        self.assertIn(path + ":5:13: connector 'gh': `secret` is empty", err)
+        self.assertIn(path + ":6:34: connector 'ask': `wait_ms` must be between 0 and 60000", err)
+        self.assertIn(path + ":9:15: connector 'df': `username` and `password` go together", err)
+        r = h.cmd("run", "-c", h.config_path)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.decode(), err)
+        self.assertFalse(os.path.exists(os.path.join(h.dir, "wirehub.db")), "nothing started")
+
+    def test_listen_must_be_numeric(self):
+        for bad in ('"[::1"', "999.1.1.1:80", "localhost:8080", "127.0.0.1:70000"):
+            h, r = self.check("listen: %s\n" % bad)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn(h.config_path + ":1:9: 'listen' must be host:port with a numeric host",
+                          r.stderr.decode())
+        for good in ('"[::1]:0"', "127.0.0.1:0", '":0"'):
+            h, r = self.check("listen: %s\n" % good)
+            self.assertEqual(r.returncode, 0, (good, r.stderr))
+
     def test_yaml_syntax_error_position(self):
         h, r = self.check("connectors:\n  x: [1, 2\n")
         self.assertEqual(r.returncode, 2)
@@ -43,7 +77,8 @@ class ConfigTest(HubTest):
         h.env = env
         r = h.cmd("check", "-c", h.config_path)
         self.assertEqual(r.returncode, 2)
-        self.assertIn(":4:13: environment variable WH_NOPE_SECRET is not set", r.stderr.decode())
+        self.assertIn(":4:13: `connectors.gh.secret`: environment variable WH_NOPE_SECRET is not set",
+                      r.stderr.decode())
 
     def test_secret_from_file_and_env_work(self):
         h, r = self.check(
@@ -54,7 +89,7 @@ class ConfigTest(HubTest):
         self.assertNotIn(b"s3cr3t-value", r.stdout + r.stderr)
         h, r = self.check("connectors:\n  gh:\n    type: webhook\n    secret: \"${file:absent.txt}\"\n")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("cannot read secret file", r.stderr.decode())
+        self.assertIn("`connectors.gh.secret`: cannot read secret file", r.stderr.decode())
 
     def test_unknown_connector_type(self):
         h, r = self.check("connectors:\n  x:\n    type: telepathy\n")
@@ -77,6 +112,7 @@ class ConfigTest(HubTest):
         r = h.cmd("describe", "webhook")
         self.assertEqual(r.returncode, 0)
         self.assertIn("signature_header", r.stdout.decode())
+        self.assertRegex(r.stdout.decode(), r"\n  secret +\(secret\) HMAC")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,8 @@ int main(void)
     expect_error(errors, "wirehub.yaml:6:3: unknown key 'colour'");
     expect_error(errors, "wirehub.yaml:7:14: endpoint must start with ipc:// or tcp://");
     expect_error(errors, "wirehub.yaml:8:12: 'log_level' must be");
-    expect_error(errors, "wirehub.yaml:12:13: environment variable WH_TEST_MISSING is not set");
+    expect_error(errors, "wirehub.yaml:12:13: `connectors.a.secret`: environment variable "
+                         "WH_TEST_MISSING is not set");
     expect_error(errors, "wirehub.yaml:15:13: unknown reference '${vault:x}'");
     expect_error(errors, "wirehub.yaml:16:3: connector 'c' needs 'type'");
     expect_error(errors, "wirehub.yaml:18:3: instance name 'bad name'");

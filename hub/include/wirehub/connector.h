@@ -377,6 +377,12 @@ typedef struct wh_connector {
      * Mandatory. Create the instance's state from its validated config (with
      * defaults filled in). `*state` is passed to every other callback.
      * Return WH_OK, or a negative code after logging why.
+     * The hub also calls init() then destroy() once to check the config
+     * (`wirehub check`, and every start before anything runs), with no bus
+     * or HTTP (publish, defer and HTTP return WH_ERR_STATE): do no work there
+     * that outlives destroy(). An error logged then becomes a config error
+     * at the key's line when the message starts "config: `<key>` …" (e.g.
+     * "config: `secret` is empty"), else at the instance's.
      * Ownership: borrows `host`, `inst` and `config` (keep host and inst;
      * they live until destroy; json_incref config to keep it).
      */
