@@ -822,7 +822,27 @@ static void compile_step(loader *L, const json_t *step, const char *ptr, wh_step
         }
     }
     if (nfound == 0) {
-        VERR(L, ptr, "a step needs one of call, await, respond, stop_await");
+        /* name what is there instead (a typo like `cal:`), at that key, and still
+         * check the templates under `with:` so one run reports those too */
+        const char *key;
+        const json_t *kv;
+        int named = 0;
+        json_object_foreach((json_t *)step, key, kv)
+        {
+            if (strcmp(key, "with") && strcmp(key, "as") && strcmp(key, "key") &&
+                strcmp(key, "every") && strcmp(key, "for") && strcmp(key, "vars") &&
+                strcmp(key, "collect")) {
+                char kp[1024], shw[80];
+                KERR(L, wh_ptr_child(kp, sizeof kp, ptr, key),
+                     "unknown step '%s': a step needs one of call, await, respond, stop_await",
+                     shown(shw, sizeof shw, key));
+                named++;
+            }
+        }
+        if (!named) {
+            VERR(L, ptr, "a step needs one of call, await, respond, stop_await");
+        }
+        compile_with(L, step, ptr, NULL, NULL, st);
         return;
     }
     if (nfound > 1) {

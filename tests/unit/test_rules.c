@@ -384,7 +384,9 @@ static void test_errors_steps(void)
                   "      - { with: {} }\n"
                   "      - call: team.post_message\n"
                   "        with: { channel: x }\n"
-                  "        key: k\n",
+                  "        key: k\n"
+                  "      - cal: team.post_message\n"
+                  "        with: { text: \"{{x}\" }\n",
                   "t.yaml:5:15: unknown operation 'post_mesage' for instance 'team' (known: "
                   "post_message, thread_replies)",
                   "t.yaml:6:15: unknown instance 'teem' (known: alexa, team)",
@@ -397,7 +399,10 @@ static void test_errors_steps(void)
                   "t.yaml:13:9: a step has both 'call' and 'respond'; use exactly one of call, "
                   "await, respond, stop_await",
                   "t.yaml:14:9: a step needs one of call, await, respond, stop_await",
-                  "t.yaml:17:9: unknown key 'key' in a call step (known: call, with, as)");
+                  "t.yaml:17:9: unknown key 'key' in a call step (known: call, with, as)",
+                  "t.yaml:18:9: unknown step 'cal': a step needs one of call, await, respond, "
+                  "stop_await",
+                  "t.yaml:19:24: template: unclosed tag");
 }
 
 static void test_errors_await(void)
