@@ -119,12 +119,13 @@ int wh_send_dry_run(const wh_rules *rules, const char *instance, const char *kin
         json_decref(env);
         return WH_ERR_NOMEM;
     }
-    int matched = 0, rc = WH_OK;
+    int matched = 0, considered = 0, rc = WH_OK;
     for (size_t i = 0; rc == WH_OK && i < wh_rules_count(rules); i++) {
         const wh_rule *rule = wh_rules_get(rules, i);
         if (!wh_rule_on_matches(rule, instance, kind)) {
             continue;
         }
+        considered++;
         fprintf(out, "rule %s (%s): ", wh_rule_name(rule), wh_rule_file(rule));
         if (!wh_rule_enabled(rule)) {
             fputs("disabled\n", out);
@@ -142,6 +143,26 @@ int wh_send_dry_run(const wh_rules *rules, const char *instance, const char *kin
             fputs("  stop: later rules are not tried\n", out);
             break;
         }
+    }
+    if (rc == WH_OK && considered == 0) {
+        /* no `on:` takes this event: show the near misses (same instance or
+         * same kind), the likely typos, rather than every rule loaded */
+        for (size_t i = 0; i < wh_rules_count(rules); i++) {
+            const wh_rule *rule = wh_rules_get(rules, i);
+            const char *on = wh_rule_on(rule);
+            const char *slash = on ? strchr(on, '/') : NULL;
+            if (!slash) {
+                continue;
+            }
+            size_t n = (size_t)(slash - on);
+            if ((n == strlen(instance) && strncmp(on, instance, n) == 0) ||
+                strcmp(slash + 1, kind) == 0) {
+                fprintf(out, "rule %s (%s): not matched: on: %s does not take %s/%s\n",
+                        wh_rule_name(rule), wh_rule_file(rule), on, instance, kind);
+            }
+        }
+        fprintf(out, "no rule has an on: that takes %s/%s (%zu rule%s loaded)\n", instance, kind,
+                wh_rules_count(rules), wh_rules_count(rules) == 1 ? "" : "s");
     }
     if (rc == WH_OK && matched == 0) {
         fputs("no rule matched\n", out);

@@ -71,6 +71,14 @@ class CliTest(HubTest):
         r = h.cmd("send", "-c", h.config_path, "--dry-run", "nope", "hello", "ev.json")
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"no connector instance 'nope'", r.stderr)
+        # no on: takes the event (a typo in the kind): the near misses are shown
+        r = h.cmd("send", "-c", h.config_path, "--dry-run", "team", "helo", "ev.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        self.assertRegex(out, r"rule greet \(\S+/rules/a\.yaml:\d+\): not matched: on: team/hello "
+                              r"does not take team/helo\n")
+        self.assertIn("no rule has an on: that takes team/helo (2 rules loaded)\nno rule matched\n",
+                      out)
 
     def test_send_publishes_on_a_running_hub(self):
         h = self.hub(CONFIG, files={"rules/a.yaml": RULES, "ev.json": json.dumps({"who": "Bo"})})
