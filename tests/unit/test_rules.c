@@ -1044,7 +1044,8 @@ static void test_dry_run(void)
 
     out = dry_run(r, "team", "message", "{}", &matched);
     CHECK_INT(matched, 0);
-    CHECK_STR(out, "no rule matched\n");
+    CHECK_STR(out, "no rule has an on: that takes team/message (2 rules loaded)\n"
+                   "no rule matched\n");
     free(out);
     CHECK_INT(wh_send_dry_run(r, "bad name", "x", NULL, stdout), WH_ERR_INVALID);
     wh_rules_unref(&r);
