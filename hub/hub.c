@@ -63,6 +63,15 @@ static int engine_consumes(void *ud, const char *source)
 int wh_hub_reload(wh_hub *hub)
 {
     pthread_mutex_lock(&hub->reload_lock);
+    struct stat sb;
+    if (stat(hub->cfg->rules_dir, &sb) != 0) {
+        /* gone for a moment (a deploy swapping it): not "no rules" — keep them,
+         * as the watch does; it reloads when the directory is back */
+        wh_warn("rules", "no rules directory at %s: keeping the rules that were running",
+                hub->cfg->rules_dir);
+        pthread_mutex_unlock(&hub->reload_lock);
+        return WH_ERR_CONFIG;
+    }
     json_t *errors = json_array();
     wh_rules *rules = wh_ruleset_load(hub->cfg, errors);
     size_t i;
