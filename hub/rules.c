@@ -280,6 +280,7 @@ typedef struct loader {
     /* rule names seen so far */
     name_slot *names;
     size_t nnames, namecap;
+    const char *on_source; /* the rule being compiled: its `on:` instance (NULL: any) */
 } loader;
 
 static void add_error_at(loader *L, const char *ptr, int at_value, const char *fmt, ...)
@@ -534,6 +535,21 @@ static void check_keys(loader *L, const json_t *obj, const char *ptr, const char
             KERR(L, wh_ptr_child(kp, sizeof kp, ptr, key), "unknown key '%s' %s (known: %s)",
                  shown(k, sizeof k, key), where, list);
         }
+    }
+}
+
+/* A `respond:` mapping against what the rule's connector reads (its respond_keys). */
+static void check_respond_keys(loader *L, const json_t *respond, const char *ptr)
+{
+    const wh_rules_schema *s = L->schema;
+    if (!s || !s->respond_keys || !L->on_source || !json_is_object(respond)) {
+        return;
+    }
+    const char *const *known = s->respond_keys(s->ud, L->on_source);
+    if (known) {
+        char where[160];
+        snprintf(where, sizeof where, "in a respond to %s", L->on_source);
+        check_keys(L, respond, ptr, where, known);
     }
 }
 
@@ -924,6 +940,7 @@ static void compile_step(loader *L, const json_t *step, const char *ptr, wh_step
         if (!json_is_object(v)) {
             VERR(L, kp, "'respond' must be a mapping (speech, text, ...), got %s", type_name(v));
         } else {
+            check_respond_keys(L, v, kp);
             st->respond = tn_new(L, v, kp, 1);
         }
         break;
@@ -1062,6 +1079,7 @@ static void compile_rule(loader *L, const json_t *item, const char *ptr)
         VERR(L, ptr, "a rule must be a mapping (name, on, ...), got %s", type_name(item));
         return;
     }
+    L->on_source = NULL; /* set from this rule's `on:` below */
     wh_rule *rule = calloc(1, sizeof *rule);
     json_t *as_names = json_object();
     if (!rule || !as_names) {
@@ -1105,6 +1123,7 @@ static void compile_rule(loader *L, const json_t *item, const char *ptr)
             oom(L, p);
         }
     }
+    L->on_source = rule->on_source && strcmp(rule->on_source, "*") != 0 ? rule->on_source : NULL;
 
     rule->enabled = bool_member(L, item, ptr, "enabled", 1);
     rule->stop = bool_member(L, item, ptr, "stop", 0);
@@ -1183,6 +1202,7 @@ static void compile_rule(loader *L, const json_t *item, const char *ptr)
             VERR(L, p, "'respond' must be a mapping (speech, text, ...), got %s",
                  type_name(respond));
         } else {
+            check_respond_keys(L, respond, p);
             rule->respond = tn_new(L, respond, p, 1);
         }
     }

@@ -85,6 +85,9 @@ typedef struct wh_rules_schema {
     const char *(*instance_names)(void *ud);
     const char *(*op_names)(void *ud, const char *instance);
     void *ud;
+    /** The respond keys the instance's connector reads (NULL-terminated), or
+     *  NULL: any. May itself be NULL (not checked). */
+    const char *const *(*respond_keys)(void *ud, const char *instance);
 } wh_rules_schema;
 
 typedef struct wh_rules wh_rules; /* immutable after load; reference counted */

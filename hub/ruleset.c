@@ -30,6 +30,13 @@ static const wh_operation *find_op(void *ud, const char *instance, const char *o
     return inst ? wh_plugin_op(inst->plugin, op) : NULL;
 }
 
+static const char *const *respond_keys(void *ud, const char *instance)
+{
+    names *n = ud;
+    wh_instance *inst = wh_instances_get(n->cfg->instances, instance);
+    return inst && inst->plugin->desc.respond ? inst->plugin->desc.respond_keys : NULL;
+}
+
 static const char *instance_names(void *ud)
 {
     names *n = ud;
@@ -91,7 +98,7 @@ wh_rules *wh_ruleset_load(const wh_config *cfg, json_t *errors)
     }
     struct stat st;
     names n = {cfg, {0}, {0}};
-    wh_rules_schema schema = {has_instance, find_op, instance_names, op_names, &n};
+    wh_rules_schema schema = {has_instance, find_op, instance_names, op_names, &n, respond_keys};
     wh_rules *rules;
     if (stat(cfg->rules_dir, &st) != 0) {
         wh_warn("rules", "no rules directory at %s: running with no rules", cfg->rules_dir);

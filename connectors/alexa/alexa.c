@@ -957,6 +957,8 @@ static const wh_connector k_alexa = {
     .destroy = alexa_destroy,
     .webhook = alexa_webhook,
     .respond = alexa_respond,
+    .respond_keys = (const char *const[]){"speech", "reprompt", "card", "end_session", "attributes",
+                                          NULL},
     .operations = k_operations,
 };
 

@@ -602,6 +602,7 @@ static const wh_connector k_dialogflow = {
     .destroy = df_destroy,
     .webhook = df_webhook,
     .respond = df_respond,
+    .respond_keys = (const char *const[]){"speech", "text", "end_session", NULL},
     .operations = NULL,
 };
 

@@ -504,6 +504,9 @@ static const wh_connector k_slack = {
     .respond = slack_respond,
     .operations = slack_operations,
     .late = slack_late,
+    .respond_keys = (const char *const[]){"text", "blocks", "ephemeral", "response_type",
+                                          "replace_original", "delete_original",
+                                          "response_action", "errors", "view", NULL},
 };
 
 WH_CONNECTOR_EXPORT(k_slack)

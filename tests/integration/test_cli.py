@@ -56,6 +56,34 @@ class CliTest(HubTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(b"ok (2 connector instances, 2 rules in 1 file)", r.stdout)
 
+    def test_check_knows_what_each_connector_reads_from_respond(self):
+        # a misspelled respond field would be dropped silently at run time
+        cfg = ("connectors:\n  al: { type: alexa, skill_id: amzn1.ask.skill.x }\n"
+               "  hook: { type: webhook, wait_ms: 100 }\n")
+        rules = ("rules:\n"
+                 "  - name: a\n"
+                 "    on: al/intent\n"
+                 "    respond: { speach: hi, end_session: false }\n"
+                 "  - name: b\n"                       # the webhook answers the object as it is
+                 "    on: hook/x\n"
+                 "    respond: { anything: 1 }\n"
+                 "  - name: c\n"
+                 "    on: al/launch\n"
+                 "    do:\n"
+                 "      - respond: { speech: ok, ephemeral: true }\n"
+                 "  - name: d\n"                       # any source: not checked
+                 "    on: \"*/intent\"\n"
+                 "    respond: { speech: ok, text: ok }\n")
+        h = Hub(cfg, files={"rules/a.yaml": rules})
+        self.hubs.append(h)
+        r = h.cmd("check", "-c", h.config_path)
+        self.assertEqual(r.returncode, 2, r.stdout)
+        err = r.stderr.decode().splitlines()
+        a = os.path.join(h.dir, "rules", "a.yaml")
+        known = "(known: speech, reprompt, card, end_session, attributes)"
+        self.assertEqual(err, [a + ":4:16: unknown key 'speach' in a respond to al " + known,
+                               a + ":11:32: unknown key 'ephemeral' in a respond to al " + known])
+
     def test_dry_run_needs_no_hub(self):
         h = Hub(CONFIG, files={"rules/a.yaml": RULES, "ev.json": json.dumps({"who": "Ana"})})
         self.hubs.append(h)

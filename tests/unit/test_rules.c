@@ -61,7 +61,8 @@ static const char *op_names(void *ud, const char *inst)
     return strcmp(inst, "team") == 0 ? "post_message, thread_replies" : "";
 }
 
-static const wh_rules_schema schema = {has_instance, find_op, instance_names, op_names, NULL};
+static const wh_rules_schema schema = {has_instance, find_op, instance_names, op_names, NULL,
+                                       NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */

@@ -422,6 +422,15 @@ typedef struct wh_connector {
      * Ownership: borrows event and response.
      */
     int (*late)(void *state, const json_t *event, const json_t *response);
+
+    /**
+     * Optional: the keys respond() (and late()) read from a rule's response,
+     * ending with NULL. With it, the rule loader reports any other key in the
+     * `respond:` of a rule on this connector's events (`speach:`) as unknown,
+     * at its line. NULL: any key is taken (a connector that answers the
+     * response object as it is).
+     */
+    const char *const *respond_keys;
 } wh_connector;
 
 /** The descriptor's first member. */
