@@ -110,6 +110,7 @@ struct wh_gateway {
     pthread_mutex_t conn_lock;
     conn_track *conns;
     wh_request *pollers; /* long polls waiting for a reply under their key */
+    unsigned npollers;   /* how many (for /healthz) */
     uint64_t reply_seq;  /* bumped for every reply notification (under gw->lock) */
     atomic_int async_webhooks;
     atomic_int live;

@@ -12,12 +12,14 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* ------------------------------------------------------------------ */
 /* the replies API: GET /v1/replies/<key>                               */
@@ -27,10 +29,30 @@ static int truthy(const char *v)
     return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "yes") == 0);
 }
 
+/* Whether the caller is still connected: a long poll's client may have given
+   up (a timeout of its own) while it waited, and unread replies it would be
+   answered must not be marked read for nobody. EOF or an error: gone. */
+static int caller_still_there(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) {
+        return 1;
+    }
+    char c;
+    ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+}
+
 static void replies_answer(wh_gateway *gw, wh_request *r, const char *key)
 {
     size_t n = 0;
-    json_t *body = wh_api_replies(gw->api, key, r->poll_unread, r->poll_peek, r->poll_since, &n);
+    int peek = r->poll_peek;
+    if (r->poll_unread && !peek && !caller_still_there(r->conn)) {
+        peek = 1; /* nobody will read them: they stay unread for the next caller */
+        wh_debug("gateway", "a replies long poll's caller left: key=%s stays unread", key);
+    }
+    json_t *body = wh_api_replies(gw->api, key, r->poll_unread, peek, r->poll_since, &n);
     if (!body) {
         wh_gw_reply_error(&r->reply, 503, "store_unavailable", "cannot read the replies; retry");
         return;
@@ -83,6 +105,10 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
         }
         wait_s = wait_s > 60 ? 60 : wait_s;
     }
+    if (wait_s > 0) {
+        /* waiting is the request's work now, not a slow client: no body deadline */
+        wh_gw_set_phase(gw, conn, PH_PROCESSING, 0);
+    }
     r->poll_since = since ? strdup(since) : NULL;
     r->poll_key = strdup(key);
     if (!r->poll_key || (since && !r->poll_since)) {
@@ -107,6 +133,7 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
             r->state = ST_WAITING;
             r->next = gw->pollers;
             gw->pollers = r;
+            gw->npollers++;
             r->suspended = 1;
             MHD_suspend_connection(conn);
             pthread_mutex_unlock(&gw->lock);
@@ -134,6 +161,7 @@ wh_request *wh_gw_take_pollers(wh_gateway *gw, const char *key, int64_t now)
             *pp = r->next;
             r->next = taken;
             taken = r;
+            gw->npollers--;
             continue;
         }
         pp = &r->next;

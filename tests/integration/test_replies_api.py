@@ -5,9 +5,11 @@ import threading
 import time
 import unittest
 
-from whtest import FakeAPI, HubTest
+from whtest import FakeAPI, HubTest, wait_until
 
 CONFIG = """
+gateway:
+  timeout: 1s
 connectors:
   in:
     type: webhook
@@ -66,6 +68,31 @@ class RepliesApiTest(HubTest):
         s, b = self.get("/v1/replies/private/x")
         self.assertEqual(s, 403)
         self.assertNotIn(TOKEN, self.h.err.text())
+
+    def test_a_long_poll_outlasts_the_request_timeout(self):
+        # gateway.timeout (1s here) bounds a slow client's request, not a long
+        # poll's wait: it was cut with no answer at 3 × timeout
+        t0 = time.monotonic()
+        s, b = self.get("/v1/replies/thread/ana?wait=5", timeout=20)
+        self.assertEqual((s, b["replies"]), (200, []))
+        self.assertGreaterEqual(time.monotonic() - t0, 4.9)
+
+    def test_a_long_poll_whose_caller_left_marks_nothing_read(self):
+        import socket
+        self.h.json_request("POST", "/hooks/in/start", {})
+        self.api.wait_requests(1, "/thread")
+        # a client that gives up on its unread long poll before the reply lands
+        c = socket.create_connection(("127.0.0.1", self.h.port))
+        c.sendall(("GET /v1/replies/thread/ana?unread=1&wait=30 HTTP/1.1\r\nHost: x\r\n"
+                   "Authorization: Bearer %s\r\n\r\n" % TOKEN).encode())
+        polls = lambda: self.h.json_request("GET", "/healthz")[1]["polls"]
+        wait_until(lambda: polls() == 1, 10, "the long poll parked")
+        c.close()
+        self.items.append({"id": "1", "author": "Ben", "text": "great"})
+        wait_until(lambda: polls() == 0, 20, "the long poll answered (into a closed socket)")
+        # the reply stays unread for the caller that does ask
+        s, b = self.get("/v1/replies/thread/ana?unread=1")
+        self.assertEqual(([r["text"] for r in b["replies"]], b["unread"]), (["great"], 0))
 
     def test_unread_peek_since_and_long_poll(self):
         self.h.json_request("POST", "/hooks/in/start", {})
