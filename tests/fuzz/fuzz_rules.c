@@ -74,7 +74,8 @@ static const char *op_names(void *ud, const char *inst)
                                        : "";
 }
 
-static const wh_rules_schema g_schema = {has_instance, find_op, instance_names, op_names, NULL};
+static const wh_rules_schema g_schema = {has_instance, find_op, instance_names, op_names, NULL,
+                                         NULL};
 
 static const char k_event[] =
     "{\"id\":\"0123456789abcdef0123456789abcdef\",\"time\":\"2026-11-27T13:54:20.123Z\","
