@@ -33,6 +33,7 @@ typedef struct collector {
     char *id, *key, *instance, *on_source, *on_kind;
     wh_match *match;
     json_t *vars;
+    int64_t until_ms; /* the await's `for` ends: collect nothing after it */
 } collector;
 
 struct wh_await {
@@ -101,8 +102,8 @@ static void refresh_collectors(wh_await *a)
 {
     collectors_free(a);
     json_t *rows = query(a,
-                         "SELECT id, key, instance, vars, collect FROM conversations WHERE state = "
-                         "'open' AND collect IS NOT NULL",
+                         "SELECT id, key, instance, vars, collect, until_ms FROM conversations "
+                         "WHERE state = 'open' AND collect IS NOT NULL",
                          NULL);
     json_t *want = json_object();
     size_t i;
@@ -122,6 +123,8 @@ static void refresh_collectors(wh_await *a)
             c->on_kind = strdup(slash + 1);
             c->match = wh_match_compile(NULL, NULL, json_object_get(collect, "if"), NULL);
             c->vars = json_loads(json_string_value(json_object_get(row, "vars")), 0, NULL);
+            json_t *until = json_object_get(row, "until_ms");
+            c->until_ms = json_is_integer(until) ? json_integer_value(until) : INT64_MAX;
             c->next = a->collectors;
             a->collectors = c;
             char prefix[160];
@@ -362,7 +365,11 @@ static void on_pushed(wh_await *a, const char *raw, size_t len)
     const char *source = json_string_value(json_object_get(env, "source"));
     const char *kind = json_string_value(json_object_get(env, "kind"));
     const json_t *data = json_object_get(env, "data");
+    int64_t now = wh_now_ms();
     for (collector *c = a->collectors; c; c = c->next) {
+        if (now >= c->until_ms) {
+            continue; /* its `for` is over (the tick closes it and drops it) */
+        }
         if ((strcmp(c->on_source, "*") != 0 && strcmp(c->on_source, source) != 0) ||
             (strcmp(c->on_kind, "*") != 0 && strcmp(c->on_kind, kind) != 0) ||
             (c->match && !wh_match_eval(c->match, data))) {

@@ -129,9 +129,14 @@ class AwaitTest(HubTest):
         self.api.wait_requests(1, "/thread/ana")
         wait_until(lambda: self.conv_state(h) == ["closed"], 10, "the conversation closed at `for`")
         n = len(self.api.requests)
+        # a pushed event for the thread is not collected either, now
+        s, b = h.json_request("POST", "/hooks/in/push", {"thread": "ana", "text": "too late"})
+        self.assertEqual(s, 200)
         # two poll periods later, no poll has been made
         time.sleep(2.5)
         self.assertEqual(len(self.api.requests), n)
+        r = h.cmd("replies", "-c", h.config_path, "thread/ana")
+        self.assertEqual(r.stdout, b"", "collected after the await's `for`")
 
 
 if __name__ == "__main__":
