@@ -387,10 +387,13 @@ static void on_pushed(wh_await *a, const char *raw, size_t len)
         if (!json_is_string(author)) {
             author = json_object_get(data, "user");
         }
+        /* the message's own time when the connector gives one (as a poll would),
+         * else when the hub received it */
+        const json_t *when = json_object_get(data, "time");
         json_t *item = json_pack("{s:O, s:O?, s:O?, s:O}", "id", id, "author",
                                  json_is_string(author) ? author : NULL, "text",
                                  json_object_get(data, "text"), "time",
-                                 json_object_get(env, "time"));
+                                 json_is_string(when) ? when : json_object_get(env, "time"));
         json_t *items = item ? json_pack("[o]", item) : NULL;
         if (items) {
             store_items(a, c->key, c->instance, c->vars, items, NULL);

@@ -264,6 +264,11 @@ static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const c
     if (json_is_integer(etime)) {
         bad |= json_object_set_new(d, "event_time", json_integer(json_integer_value(etime)));
     }
+    /* the message's own time, as a poll gives it (an await stores it with the reply) */
+    char when[40];
+    if (ts && slack_ts_rfc3339(ts, when, sizeof when)) {
+        bad |= json_object_set_new(d, "time", json_string(when));
+    }
     char name[256];
     if (bot_author) {
         bad |= json_object_set_new(d, "author", json_string(bot_author));

@@ -880,7 +880,7 @@ static void test_bot_message_pushed_and_polled(void)
     /* Pushed: the same messages as Events API message events. */
     wh_webhook wh = {0};
     static const char *const fields[] = {"user",    "author",    "text", "ts",
-                                         "channel", "thread_ts", NULL};
+                                         "channel", "thread_ts", "time", NULL};
     for (size_t i = 0; i < N && i < json_array_size(items); i++) {
         json_t *ev = json_loads(msgs[i], 0, NULL);
         json_object_set_new(ev, "channel", json_string("C1"));

@@ -413,7 +413,8 @@ class SlackTest(HubTest):
         self.assertEqual(read(), "No replies yet.")
         # a reply pushed by the Events API (not yet visible to polls): stored, named
         with self.slack.lock:
-            r1 = self.slack._next_ts()
+            # an hour and a half after the hub's clock: its time can only come from the ts
+            r1 = "%d.000100" % (int(float(self.slack._next_ts())) + 5400)
         body = event_body("EvR1", {"type": "message", "channel": "C0TEAM", "user": "U1",
                                    "text": "great, send the slides", "ts": r1,
                                    "thread_ts": parent, "channel_type": "channel"})
@@ -431,6 +432,12 @@ class SlackTest(HubTest):
         self.slack.wait_calls("conversations.replies", n + 2, timeout=20)
         self.assertEqual(read(), "Ben says: great, send the slides. "
                          "Chen Li says: I'll join at three. ", "each reply stored once")
+        # the pushed reply has its message's time, as a poll would give it
+        import datetime
+        r = h.cmd("replies", "-c", h.config_path, "presentation/ana")
+        first = json.loads(r.stdout.decode().splitlines()[0])
+        want = datetime.datetime.fromtimestamp(float(r1), datetime.timezone.utc)
+        self.assertEqual(first["time"][:19], want.strftime("%Y-%m-%dT%H:%M:%S"))
 
     def test_429_pauses_only_that_method(self):
         self.slack.script["chat.postMessage"] = [
