@@ -87,7 +87,10 @@ int wh_options_apply(const wh_option *table, const char *const *extra, json_t *o
             wh_buf_free(&known);
             problems++;
         } else if (!type_ok(o->type, val)) {
-            wh_doc_error(doc, errors, ptr, "'%s' must be %s", key, type_name(o->type));
+            /* the default shows the form wanted: a duration "2s", "host:port", … */
+            const char *like = (o->flags & WH_OPT_SECRET) ? NULL : o->def;
+            wh_doc_error(doc, errors, ptr, "'%s' must be %s%s%s", key, type_name(o->type),
+                         like ? ", like " : "", like ? like : "");
             problems++;
         }
     }

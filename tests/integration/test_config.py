@@ -19,7 +19,7 @@ class ConfigTest(HubTest):
         err = r.stderr.decode()
         path = h.config_path
         self.assertIn(path + ":2:1: unknown key 'listen_port'", err)
-        self.assertIn(path + ":4:3: 'max_body' must be an integer", err)
+        self.assertIn(path + ":4:3: 'max_body' must be an integer, like 1048576", err)
         self.assertIn(path + ":8:5: unknown key 'secrett'", err)
 
     def test_same_errors_stop_run(self):
@@ -52,6 +52,13 @@ class ConfigTest(HubTest):
         self.assertEqual(r.returncode, 2)
         self.assertEqual(r.stderr.decode(), err)
         self.assertFalse(os.path.exists(os.path.join(h.dir, "wirehub.db")), "nothing started")
+
+    def test_a_wrong_type_shows_the_form_wanted(self):
+        h, r = self.check("listen: 8080\ngateway:\n  max_rule_lag: 2\n")
+        err = r.stderr.decode()
+        self.assertIn(h.config_path + ":1:1: 'listen' must be a string, like \"127.0.0.1:8080\"",
+                      err)
+        self.assertIn(h.config_path + ":3:3: 'max_rule_lag' must be a string, like \"2s\"", err)
 
     def test_listen_must_be_numeric(self):
         for bad in ('"[::1"', "999.1.1.1:80", "localhost:8080", "127.0.0.1:70000"):
