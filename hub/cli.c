@@ -14,6 +14,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,10 +299,16 @@ int wh_cmd_check(int argc, char **argv)
         wh_config_destroy(&cfg);
         return WH_EXIT_USAGE;
     }
-    printf("%s: ok (%zu connector instance%s, %zu rule%s in %zu file%s)\n", cfg->path,
-           cfg->instances->n, cfg->instances->n == 1 ? "" : "s", wh_rules_count(rules),
-           wh_rules_count(rules) == 1 ? "" : "s", wh_rules_files(rules),
-           wh_rules_files(rules) == 1 ? "" : "s");
+    struct stat sb;
+    if (stat(cfg->rules_dir, &sb) != 0) {
+        printf("%s: ok (%zu connector instance%s, no rules: no directory %s)\n", cfg->path,
+               cfg->instances->n, cfg->instances->n == 1 ? "" : "s", cfg->rules_dir);
+    } else {
+        printf("%s: ok (%zu connector instance%s, %zu rule%s in %zu file%s)\n", cfg->path,
+               cfg->instances->n, cfg->instances->n == 1 ? "" : "s", wh_rules_count(rules),
+               wh_rules_count(rules) == 1 ? "" : "s", wh_rules_files(rules),
+               wh_rules_files(rules) == 1 ? "" : "s");
+    }
     wh_rules_unref(&rules);
     wh_config_destroy(&cfg);
     return WH_EXIT_OK;

@@ -985,7 +985,11 @@ wh_doc *wh_doc_load(const char *path, json_t *errors)
     if (!text) {
         if (errors) {
             char *msg = NULL;
-            if (asprintf(&msg, "%s: cannot read: %s", path, strerror(errno)) >= 0) {
+            int e = errno;
+            int rc = e == EFBIG ? asprintf(&msg, "%s: cannot read: larger than the %u MiB a file "
+                                                 "may have", path, WH_YAML_MAX_FILE >> 20)
+                                : asprintf(&msg, "%s: cannot read: %s", path, strerror(e));
+            if (rc >= 0) {
                 json_t *j = json_string(msg);
                 if (!j) {
                     for (char *c = msg; *c; c++) {

@@ -1449,7 +1449,10 @@ static void load_path(loader *L, const char *path)
     if (!text) {
         L->failed = 1;
         if (L->errors) {
-            json_t *s = json_sprintf("%s: cannot read: %s", path, strerror(errno));
+            int e = errno;
+            json_t *s = e == EFBIG ? json_sprintf("%s: cannot read: larger than the %u MiB a file "
+                                                  "may have", path, WH_YAML_MAX_FILE >> 20)
+                                   : json_sprintf("%s: cannot read: %s", path, strerror(e));
             if (s) {
                 json_array_append_new(L->errors, s);
             } else {

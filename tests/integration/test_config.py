@@ -60,6 +60,18 @@ class ConfigTest(HubTest):
                       err)
         self.assertIn(h.config_path + ":3:3: 'max_rule_lag' must be a string, like \"2s\"", err)
 
+    def test_check_says_when_there_are_no_rules_and_why_a_file_is_too_big(self):
+        h, r = self.check("listen: 127.0.0.1:0\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("ok (0 connector instances, no rules: no directory %s/rules)" % h.dir,
+                      r.stdout.decode())
+        os.makedirs(os.path.join(h.dir, "rules"))
+        with open(os.path.join(h.dir, "rules", "big.yaml"), "w") as f:
+            f.write("#" * (16 * 1024 * 1024 + 1))
+        r = h.cmd("check", "-c", h.config_path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"big.yaml: cannot read: larger than the 16 MiB a file may have", r.stderr)
+
     def test_listen_must_be_numeric(self):
         for bad in ('"[::1"', "999.1.1.1:80", "localhost:8080", "127.0.0.1:70000"):
             h, r = self.check("listen: %s\n" % bad)
