@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <zmq.h>
 
@@ -25,6 +26,7 @@ struct wh_bus {
     pthread_t thread;
     int started;
     wh_bus_ends inproc;
+    json_t *ipc_files; /* ipc:// paths bound here: removed when the bus goes */
 };
 
 struct wh_pub {
@@ -105,6 +107,7 @@ wh_bus *wh_bus_new(const json_t *binds, char *err, size_t errsize)
         snprintf(err, errsize, "out of memory");
         return NULL;
     }
+    bus->ipc_files = json_array();
     bus->zctx = zmq_ctx_new();
     if (!bus->zctx) {
         snprintf(err, errsize, "zmq_ctx_new failed");
@@ -144,6 +147,10 @@ wh_bus *wh_bus_new(const json_t *binds, char *err, size_t errsize)
             bind_ep(bus->xsub, ends.pub, err, errsize)) {
             goto fail;
         }
+        if (strncmp(ends.sub, "ipc://", 6) == 0) {
+            json_array_append_new(bus->ipc_files, json_string(ends.sub + 6));
+            json_array_append_new(bus->ipc_files, json_string(ends.pub + 6));
+        }
         wh_info("bus", "bound endpoint=%s publishers=%s", ends.sub, ends.pub);
     }
     if (pthread_create(&bus->thread, NULL, broker_main, bus) != 0) {
@@ -176,6 +183,14 @@ void wh_bus_destroy(wh_bus **pbus)
     if (bus->zctx) {
         zmq_ctx_term(bus->zctx);
     }
+    /* ZeroMQ leaves an ipc socket file behind; nothing listens on it any more */
+    size_t i;
+    json_t *f;
+    json_array_foreach(bus->ipc_files, i, f)
+    {
+        unlink(json_string_value(f));
+    }
+    json_decref(bus->ipc_files);
     free(bus);
     *pbus = NULL;
 }

@@ -31,9 +31,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct wh_hub {
+    int lock_fd; /* <state>.lock, flock()ed: one hub per state file */
     wh_config *cfg;
     wh_store *store;
     wh_bus *bus;
@@ -96,12 +100,46 @@ int wh_hub_reload(wh_hub *hub)
 
 static void stop_parts(wh_hub *hub);
 
+/*
+ * One hub per state file: a second `wirehub run` on the same config would
+ * replay the first one's events in flight at its start and take over its bus
+ * sockets before failing on the port. Held until the hub stops (the kernel
+ * drops it if the process dies). Returns the fd, or -1 with the reason logged.
+ */
+static int lock_state(const char *state_path)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s.lock", state_path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        wh_error("hub", "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        wh_error("hub", "another wirehub (pid %s) is running on the state file %s",
+                 pid[0] ? pid : "?", state_path);
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        wh_warn("hub", "cannot write the pid into %s: %s", path, strerror(errno));
+    }
+    return fd;
+}
+
 wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
 {
     wh_hub *hub = calloc(1, sizeof *hub);
     if (!hub) {
         return NULL;
     }
+    hub->lock_fd = -1;
     pthread_mutex_init(&hub->reload_lock, NULL);
     char err[512];
     wh_random_hex(8, hub->node);
@@ -109,6 +147,11 @@ wh_hub *wh_hub_start(wh_config *cfg, wh_rules *rules)
     char *dir = wh_dirname(cfg->state_path); /* 0 */
     if (dir && mkdir(dir, 0700) != 0 && errno != EEXIST) {
         wh_error("hub", "cannot create the state directory %s: %s", dir, strerror(errno));
+    }
+    hub->lock_fd = lock_state(cfg->state_path);
+    if (hub->lock_fd < 0) {
+        free(dir);
+        goto fail;
     }
     free(dir);
     wh_store_opts sopts;
@@ -228,6 +271,9 @@ void wh_hub_stop(wh_hub **phub)
     wh_config_destroy(&hub->cfg);      /* 4: destroy() each instance, unload plugins */
     wh_pub_destroy(&hub->pub);         /* 3 */
     wh_bus_destroy(&hub->bus);         /* 1 */
+    if (hub->lock_fd >= 0) {
+        close(hub->lock_fd); /* the next hub may start */
+    }
     pthread_mutex_destroy(&hub->reload_lock);
     free(hub);
     *phub = NULL;

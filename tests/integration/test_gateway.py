@@ -4,6 +4,7 @@ each one /healthz still answers."""
 import hashlib
 import hmac
 import json
+import os
 import socket
 import unittest
 
@@ -147,6 +148,26 @@ class GatewayTest(HubTest):
         self.assertIn("cannot listen on 127.0.0.1:%d" % h.port, err)
         self.assertNotIn("Sanitizer", err)
         self.assertTrue(h.healthy())
+
+    def test_one_hub_per_state_file(self):
+        # a second `wirehub run` on the same config must not replay the first
+        # one's events or take its bus sockets before failing
+        h = self.hub(CONFIG, env={"WH_TEST_SECRET": SECRET})
+        r = h.cmd("run", "-c", h.config_path, timeout=60)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("another wirehub (pid %d) is running on the state file" % h.proc.pid, err)
+        self.assertNotIn("bound endpoint", err, "it stopped before the bus")
+        self.assertTrue(h.healthy())
+        t = Tail(h)  # the first hub's bus socket is still its own
+        s, b = h.json_request("POST", "/hooks/open", {"x": 1})
+        self.assertEqual(s, 200, b)
+        t.wait_message(lambda m: m.get("source") == "open")
+        self.assertEqual(t.stop(), 0)
+        self.assertEqual(h.stop(), 0)
+        # and its ipc socket files are gone with it
+        left = [f for f in os.listdir(h.dir) if f.startswith("wirehub.bus")]
+        self.assertEqual(left, [])
 
     def test_unknown_instance_404(self):
         s, b = self.h.json_request("POST", "/hooks/nope", {"a": 1})
