@@ -250,10 +250,8 @@ class SlackTest(HubTest):
         own = event_body("EvDown", {"type": "message", "subtype": "bot_message",
                                     "bot_id": "BBOT", "channel": "C0TEAM", "text": "my own post",
                                     "ts": "1700000010.000100"})
-        t0 = time.monotonic()
         s, hd, out = self.post_slack(h, own, signed_headers(own))
-        self.assertEqual(s, 200, out)
-        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertEqual(s, 200, out)  # (its 1 s bound is checked on a fake clock in test_slack.c)
         # published with what is known (the bot id is not): documented, and logged
         h.out.wait_for(r"^\[console\] msg EvDown BBOT in C0TEAM: my own post$")
         h.err.wait_for(r"auth\.test: HTTP 503: this app's own bot messages are recognised by "
