@@ -322,14 +322,14 @@ class SlackTest(HubTest):
         s, hd, out = self.post_slack(h, body, signed_headers(
             body, ctype="application/x-www-form-urlencoded"))
         self.assertEqual(s, 200, out)
-        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertLess(time.monotonic() - t0, 3.0, "inside Slack's 3 s")
         self.assertTrue(hd["content-type"].startswith("application/json"))
         self.assertEqual(json.loads(out), {"response_type": "ephemeral",
                                            "text": "Noted, ana: shipped the fix"})
         self.assertEqual(self.slack.responses, [])
 
     def test_slash_command_answered_late_through_response_url(self):
-        self.slack.delay["chat.postMessage"] = 1.5  # the rule's call outlasts the deadline
+        self.slack.delay["chat.postMessage"] = 4.0  # the rule's call outlasts the deadline
         h = self.start(deadline=300)
         body = form(team_id="T0TEAM", channel_id="C0TEAM", user_id="U1", user_name="ana",
                     command="/slow", text="the report",
@@ -339,7 +339,7 @@ class SlackTest(HubTest):
             body, ctype="application/x-www-form-urlencoded"))
         took = time.monotonic() - t0
         self.assertEqual((s, out), (200, b""), "an empty 200 at the deadline")
-        self.assertLess(took, 1.4)
+        self.assertLess(took, 3.0, "inside Slack's 3 s, long before the call's answer")
         got = self.slack.wait_responses(1, timeout=15)
         self.assertEqual(got[0]["path"], "/response/cmd2")
         self.assertEqual(got[0]["content_type"], "application/json; charset=utf-8")
@@ -439,7 +439,7 @@ class SlackTest(HubTest):
 
     def test_429_pauses_only_that_method(self):
         self.slack.script["chat.postMessage"] = [
-            (429, {"Retry-After": "3"}, {"ok": False, "error": "ratelimited"})]
+            (429, {"Retry-After": "5"}, {"ok": False, "error": "ratelimited"})]
         h = self.start()
         self.hook(h, "post", {"channel": "#team", "text": "first"})
         first = self.slack.wait_calls("chat.postMessage", 1)[0]
@@ -447,14 +447,14 @@ class SlackTest(HubTest):
         self.hook(h, "post", {"channel": "#other", "text": "second"})
         self.hook(h, "react", {"ts": "1700000000.000100"})
         react = self.slack.wait_calls("reactions.add", 1)[0]
-        self.assertLess(react["time"] - first["time"], 2.5, "the reaction was held back")
+        self.assertLess(react["time"] - first["time"], 4.0, "the reaction was held back")
         self.assertEqual(react["json"], {"channel": "C0TEAM", "timestamp": "1700000000.000100",
                                          "name": "eyes"})
         posts = self.slack.wait_calls("chat.postMessage", 3, timeout=20)
         for p in posts[1:]:
-            self.assertGreaterEqual(p["time"] - first["time"], 2.9, "sent during the pause")
+            self.assertGreaterEqual(p["time"] - first["time"], 4.9, "sent during the pause")
         self.assertEqual(sorted(p["json"]["text"] for p in posts[1:]), ["first", "second"])
-        h.err.wait_for(r"chat\.postMessage rate limited by Slack: paused for 3000 ms")
+        h.err.wait_for(r"chat\.postMessage rate limited by Slack: paused for 5000 ms")
         wait_until(lambda: h.cmd("outbox", "-c", h.config_path, "--all").stdout.count(b"done")
                    >= 3, 10, "all three calls done")
 
