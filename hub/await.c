@@ -27,6 +27,10 @@
 #include <zmq.h>
 
 #define TICK_MS 1000
+/* A poll in flight this long is looked up in the outbox: its `done/await` may
+ * have been lost on the bus (a high-water-mark drop), and without a look the
+ * conversation would never be polled again until a restart. */
+#define POLL_CHECK_MS 5000
 
 typedef struct collector {
     struct collector *next;
@@ -43,7 +47,7 @@ struct wh_await {
     pthread_t thread;
     int started;
     atomic_int stopping;
-    json_t *polling;    /* conversation id → true while its poll is in flight */
+    json_t *polling;    /* conversation id → {call, since} while its poll is in flight */
     collector *collectors;
     json_t *subscribed; /* "in/<source>/<kind>" prefixes for collectors */
 };
@@ -248,9 +252,69 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
     json_decref(sql);
 }
 
+static void on_poll_done(wh_await *a, const json_t *msg);
+
+/*
+ * Polls in flight for POLL_CHECK_MS are looked up in the outbox. One that
+ * finished is handled from its record, as if `done/await` had come (it was
+ * recorded before it was published, so the record is the truth); one whose
+ * record is gone is forgotten. Storing is by id, so an outcome handled twice
+ * (the bus was only slow) stores nothing twice.
+ */
+static void check_polls(wh_await *a)
+{
+    int64_t now = wh_mono_ms();
+    json_t *late = json_array();
+    const char *id;
+    json_t *p;
+    json_object_foreach(a->polling, id, p)
+    {
+        if (now - json_integer_value(json_object_get(p, "since")) >= POLL_CHECK_MS) {
+            json_array_append_new(late, json_pack("[s, O]", id, json_object_get(p, "call")));
+        }
+    }
+    size_t i;
+    json_t *pair;
+    json_array_foreach(late, i, pair)
+    {
+        const char *conv = json_string_value(json_array_get(pair, 0));
+        const char *call = json_string_value(json_array_get(pair, 1));
+        json_t *rows = query(a, "SELECT state, result, last_error AS error FROM outbox WHERE id = ?1",
+                             json_pack("[s]", call));
+        if (!rows) {
+            continue; /* the store did not answer: look again next tick */
+        }
+        json_t *row = json_array_get(rows, 0);
+        const char *state = json_string_value(json_object_get(row, "state"));
+        if (!row) {
+            json_object_del(a->polling, conv);
+        } else if (state && (strcmp(state, "done") == 0 || strcmp(state, "dead") == 0)) {
+            const char *res = json_string_value(json_object_get(row, "result"));
+            json_t *result = res ? json_loads(res, JSON_DECODE_ANY, NULL) : NULL;
+            char run[128];
+            snprintf(run, sizeof run, "await:%s", conv);
+            json_t *msg = json_pack("{s:s, s:s, s:s, s:o?, s:O?}", "call", call, "run", run,
+                                    "outcome", strcmp(state, "done") == 0 ? "ok" : "failed",
+                                    "result", result, "error", json_object_get(row, "error"));
+            if (msg) {
+                wh_warn("await", "took poll %s's outcome from the outbox (the bus had not "
+                        "delivered it)", call);
+                on_poll_done(a, msg);
+            }
+            json_decref(msg);
+        } else {
+            /* still pending or retrying: give it another POLL_CHECK_MS */
+            json_object_set_new(json_object_get(a->polling, conv), "since", json_integer(now));
+        }
+        json_decref(rows);
+    }
+    json_decref(late);
+}
+
 /* Close expired conversations; start the polls that are due. */
 static int64_t tick(wh_await *a)
 {
+    check_polls(a);
     int64_t now = wh_now_ms();
     json_t *sql = json_array();
     wh_sqlbatch_add(sql,
@@ -297,7 +361,9 @@ static int64_t tick(wh_await *a)
                                                args ? args : json_object(), "key", call,
                                                "attempts", 0, "cursor",
                                                cursor ? cursor : json_null()));
-        json_object_set_new(a->polling, id, json_true());
+        json_object_set_new(a->polling, id,
+                            json_pack("{s:s, s:I}", "call", call, "since",
+                                      (json_int_t)wh_mono_ms()));
     }
     json_decref(due);
     if (commit(a, sql) == WH_OK) {
@@ -330,7 +396,14 @@ static void on_poll_done(wh_await *a, const json_t *msg)
         return;
     }
     const char *id = run + 6;
-    json_object_del(a->polling, id);
+    /* only this poll's outcome frees the conversation for its next poll: a late
+     * duplicate of an earlier one (see check_polls) must not start a second */
+    const char *call = json_string_value(json_object_get(msg, "call"));
+    const char *flying =
+        json_string_value(json_object_get(json_object_get(a->polling, id), "call"));
+    if (call && flying && strcmp(call, flying) == 0) {
+        json_object_del(a->polling, id);
+    }
     json_t *rows = query(a, "SELECT key, instance, vars FROM conversations WHERE id = ?1",
                          json_pack("[s]", id));
     json_t *conv = json_array_get(rows, 0);
@@ -338,10 +411,17 @@ static void on_poll_done(wh_await *a, const json_t *msg)
     if (conv && outcome && strcmp(outcome, "ok") == 0) {
         const json_t *result = json_object_get(msg, "result");
         json_t *sql = json_array();
-        if (json_object_get(result, "cursor")) {
+        /* kept as JSON text whatever its type: a bare string bound as text would not
+         * read back (`next-1` is no JSON), and the next poll would start over */
+        char *cursor = json_object_get(result, "cursor")
+                           ? json_dumps(json_object_get(result, "cursor"),
+                                        JSON_COMPACT | JSON_ENCODE_ANY)
+                           : NULL;
+        if (cursor) {
             wh_sqlbatch_add(sql, "UPDATE conversations SET cursor = ?1 WHERE id = ?2",
-                            json_pack("[O, s]", json_object_get(result, "cursor"), id));
+                            json_pack("[s, s]", cursor, id));
         }
+        free(cursor);
         json_t *vars = json_loads(json_string_value(json_object_get(conv, "vars")), 0, NULL);
         store_items(a, json_string_value(json_object_get(conv, "key")),
                     json_string_value(json_object_get(conv, "instance")), vars,
