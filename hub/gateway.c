@@ -881,7 +881,7 @@ static int64_t expire_pending(wh_gateway *gw)
         }
     }
     pthread_mutex_unlock(&gw->lock);
-    wh_gw_answer_pollers(gw, polls);
+    wh_gw_answer_pollers(gw, polls, now);
     return next - now;
 }
 
@@ -905,9 +905,10 @@ static void *resp_main(void *arg)
             if (strncmp(topic, "reply/", 6) == 0) {
                 pthread_mutex_lock(&gw->lock);
                 gw->reply_seq++;
-                wh_request *polls = wh_gw_take_pollers(gw, topic + 6, wh_mono_ms());
+                int64_t now = wh_mono_ms();
+                wh_request *polls = wh_gw_take_pollers(gw, topic + 6, now);
                 pthread_mutex_unlock(&gw->lock);
-                wh_gw_answer_pollers(gw, polls);
+                wh_gw_answer_pollers(gw, polls, now);
             } else {
                 answer_from_bus(gw, topic, raw, len);
             }
@@ -1068,7 +1069,7 @@ void wh_gateway_destroy(wh_gateway **pgw)
     pthread_mutex_lock(&gw->lock);
     wh_request *polls = wh_gw_take_pollers(gw, NULL, INT64_MAX);
     pthread_mutex_unlock(&gw->lock);
-    wh_gw_answer_pollers(gw, polls);
+    wh_gw_answer_pollers(gw, polls, INT64_MAX);
     pthread_mutex_lock(&gw->lock);
     while (gw->pending) {
         wh_request *r = gw->pending;

@@ -173,8 +173,12 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
  */
 wh_request *wh_gw_take_pollers(wh_gateway *gw, const char *key, int64_t now);
 /**
- * Answer and resume taken long polls. Reads (and marks read) the store, so
- * the caller must NOT hold gw->lock; takes it only to resume each request.
+ * Answer and resume taken long polls, those that mark nothing first (a peek
+ * sees what a marking poll then takes). One whose wait has not ended (`now`,
+ * as given to wh_gw_take_pollers) and that finds nothing after all — another
+ * poll marked the replies read — goes back on gw->pollers to wait on.
+ * Reads (and marks read) the store, so the caller must NOT hold gw->lock;
+ * takes it only to resume or re-queue each request.
  */
-void wh_gw_answer_pollers(wh_gateway *gw, wh_request *list);
+void wh_gw_answer_pollers(wh_gateway *gw, wh_request *list, int64_t now);
 #endif

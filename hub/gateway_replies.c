@@ -44,7 +44,10 @@ static int caller_still_there(struct MHD_Connection *conn)
     return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
 }
 
-static void replies_answer(wh_gateway *gw, wh_request *r, const char *key)
+/* Answer a replies request. A `held` one (a long poll whose wait goes on)
+   that finds nothing is not answered: returns 0 and leaves r->reply unset.
+   Otherwise sets r->reply and returns 1. */
+static int replies_answer(wh_gateway *gw, wh_request *r, const char *key, int held)
 {
     size_t n = 0;
     int peek = r->poll_peek;
@@ -55,12 +58,17 @@ static void replies_answer(wh_gateway *gw, wh_request *r, const char *key)
     json_t *body = wh_api_replies(gw->api, key, r->poll_unread, peek, r->poll_since, &n);
     if (!body) {
         wh_gw_reply_error(&r->reply, 503, "store_unavailable", "cannot read the replies; retry");
-        return;
+        return 1;
+    }
+    if (held && n == 0) {
+        json_decref(body);
+        return 0;
     }
     char *text = json_dumps(body, JSON_COMPACT);
     wh_gw_reply_set(&r->reply, 200, CTYPE_JSON, text ? text : "{}", text ? strlen(text) : 2);
     free(text);
     json_decref(body);
+    return 1;
 }
 
 enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *key,
@@ -145,7 +153,7 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
             break;
         }
     }
-    replies_answer(gw, r, key);
+    replies_answer(gw, r, key, 0);
     r->state = ST_DONE;
     return wh_gw_queue_reply(conn, &r->reply);
 }
@@ -169,16 +177,32 @@ wh_request *wh_gw_take_pollers(wh_gateway *gw, const char *key, int64_t now)
     return taken;
 }
 
-void wh_gw_answer_pollers(wh_gateway *gw, wh_request *list)
+void wh_gw_answer_pollers(wh_gateway *gw, wh_request *list, int64_t now)
 {
-    while (list) {
-        wh_request *r = list;
-        list = r->next;
-        r->next = NULL;
-        /* taken off gw->pollers and suspended: no other thread touches it now */
-        replies_answer(gw, r, r->poll_key);
-        pthread_mutex_lock(&gw->lock);
-        wh_gw_resume_ready(r);
-        pthread_mutex_unlock(&gw->lock);
+    /* pass 0: polls that mark nothing; pass 1: those that mark what they get read */
+    for (int pass = 0; pass < 2; pass++) {
+        wh_request **pp = &list;
+        while (*pp) {
+            wh_request *r = *pp;
+            int marks = r->poll_unread && !r->poll_peek;
+            if (marks != pass) {
+                pp = &r->next;
+                continue;
+            }
+            *pp = r->next;
+            r->next = NULL;
+            /* taken off gw->pollers and suspended: no other thread touches it now */
+            int held = r->deadline > now && !atomic_load(&gw->stopping);
+            int answered = replies_answer(gw, r, r->poll_key, held);
+            pthread_mutex_lock(&gw->lock);
+            if (answered) {
+                wh_gw_resume_ready(r);
+            } else {
+                r->next = gw->pollers; /* another poll took the replies: wait on */
+                gw->pollers = r;
+                gw->npollers++;
+            }
+            pthread_mutex_unlock(&gw->lock);
+        }
     }
 }

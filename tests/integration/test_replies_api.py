@@ -94,6 +94,38 @@ class RepliesApiTest(HubTest):
         s, b = self.get("/v1/replies/thread/ana?unread=1")
         self.assertEqual(([r["text"] for r in b["replies"]], b["unread"]), (["great"], 0))
 
+    def test_long_polls_on_one_key_share_a_reply_without_empty_answers(self):
+        # Two marking long polls and a peek wait on one key. The peek sees the
+        # reply whichever marking poll takes it; the marking poll that finds
+        # nothing left waits on (no early empty answer) and gets the next one.
+        self.h.json_request("POST", "/hooks/in/start", {})
+        self.api.wait_requests(1, "/thread")
+        out = {}
+
+        def poll(name, query):
+            out[name] = self.get("/v1/replies/thread/ana?" + query, timeout=40)
+
+        polls = lambda: self.h.json_request("GET", "/healthz")[1]["polls"]
+        threads = [threading.Thread(target=poll, args=a) for a in
+                   (("m1", "unread=1&wait=30"), ("m2", "unread=1&wait=30"),
+                    ("peek", "unread=1&peek=1&wait=30"))]
+        for t in threads:
+            t.start()
+        wait_until(lambda: polls() == 3, 10, "three long polls parked")
+        self.items.append({"id": "1", "author": "Ben", "text": "great"})
+        threads[2].join(20)
+        self.assertEqual([r["text"] for r in out["peek"][1]["replies"]], ["great"])
+        wait_until(lambda: len(out) == 2, 20, "one marking poll answered")
+        self.assertEqual(polls(), 1, "the other waits on")
+        first = "m1" if "m1" in out else "m2"
+        self.assertEqual([r["text"] for r in out[first][1]["replies"]], ["great"])
+        self.items.append({"id": "2", "author": "Chen", "text": "at three"})
+        for t in threads:
+            t.join(35)
+        second = "m2" if first == "m1" else "m1"
+        self.assertEqual([r["text"] for r in out[second][1]["replies"]], ["at three"])
+        self.assertEqual(out[second][1]["unread"], 0)
+
     def test_unread_peek_since_and_long_poll(self):
         self.h.json_request("POST", "/hooks/in/start", {})
         self.api.wait_requests(1, "/thread")
