@@ -292,6 +292,18 @@ int wh_cmd_check(int argc, char **argv)
     }
     wh_config *cfg = wh_cli_load_config(config);
     if (!cfg) {
+        /* Say all that is wrong at once: when the file itself parses (a secret is
+         * missing, a connector refused its keys), the rules are checked against it
+         * too. Its errors were printed above; a second load's are the same. */
+        json_t *again = json_array();
+        wh_config *bare = wh_config_load_unresolved(config, again);
+        json_decref(again);
+        struct stat rsb;
+        if (bare && stat(bare->rules_dir, &rsb) == 0) {
+            wh_rules *r = wh_cli_load_rules(bare);
+            wh_rules_unref(&r);
+        }
+        wh_config_destroy(&bare);
         return WH_EXIT_USAGE;
     }
     wh_rules *rules = wh_cli_load_rules(cfg);

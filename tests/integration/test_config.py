@@ -53,6 +53,21 @@ class ConfigTest(HubTest):
         self.assertEqual(r.stderr.decode(), err)
         self.assertFalse(os.path.exists(os.path.join(h.dir, "wirehub.db")), "nothing started")
 
+    def test_check_goes_on_to_the_rules_after_a_config_error(self):
+        # one `check` says everything: a missing secret, and the rule errors too
+        cfg = ("listen: 127.0.0.1:0\n"
+               "connectors:\n"
+               "  in: { type: webhook, secret: \"${env:WH_TEST_UNSET_SECRET}\" }\n"
+               "  say: { type: console }\n")
+        rules = "rules:\n  - name: a\n    on: in/x\n    do:\n      - call: say.shout\n"
+        h, r = self.check(cfg, files={"rules/r.yaml": rules})
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 2, err)
+        self.assertIn(h.config_path + ":3:32: `connectors.in.secret`: environment variable "
+                      "WH_TEST_UNSET_SECRET is not set", err)
+        self.assertRegex(err, r"rules/r\.yaml:5:15: unknown operation 'shout' for instance 'say'")
+        self.assertEqual(r.stdout, b"", "no 'ok'")
+
     def test_a_wrong_type_shows_the_form_wanted(self):
         h, r = self.check("listen: 8080\ngateway:\n  max_rule_lag: 2\n")
         err = r.stderr.decode()
