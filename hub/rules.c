@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <ctype.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,6 +419,134 @@ static int speak_text(const char *s)
     return strncmp(s, "<speak>", 7) == 0;
 }
 
+/* The length of a Mustache tag at s ("{{…}}" or "{{{…}}}"), or 0 if s holds none. */
+static size_t mustache_tag_len(const char *s)
+{
+    if (strncmp(s, "{{", 2) != 0) {
+        return 0;
+    }
+    const char *end = strstr(s + 2, s[2] == '{' ? "}}}" : "}}");
+    return end ? (size_t)(end - s) + (s[2] == '{' ? 3 : 2) : 0;
+}
+
+/*
+ * Whether an SSML template's own text is well-formed XML, as Alexa and Google
+ * require (a value inserted by a tag is escaped when rendered; the text around
+ * it is not). Checks that each '&' starts one of XML's five entities or a
+ * character reference, that each '<' starts a tag, and — when no section can
+ * drop a tag — that the tags nest. Returns 0, or 1 with the problem in why.
+ */
+static int ssml_problem(const char *s, char *why, size_t whysize)
+{
+    static const char *const ents[] = {"amp;", "lt;", "gt;", "quot;", "apos;"};
+    char stack[16][32];
+    int depth = 0, sections = strstr(s, "{{#") || strstr(s, "{{^");
+    size_t at = 0; /* characters of text, for the message */
+    for (const char *p = s; *p;) {
+        size_t tag = mustache_tag_len(p);
+        if (tag) {
+            p += tag;
+            continue;
+        }
+        at++;
+        if (*p == '&') {
+            int ok = 0;
+            for (size_t i = 0; i < sizeof ents / sizeof ents[0] && !ok; i++) {
+                ok = strncmp(p + 1, ents[i], strlen(ents[i])) == 0;
+            }
+            if (!ok && p[1] == '#') {
+                const char *q = p + 2;
+                int hex = *q == 'x';
+                q += hex;
+                const char *digits = q;
+                while (hex ? isxdigit((unsigned char)*q) : isdigit((unsigned char)*q)) {
+                    q++;
+                }
+                ok = q > digits && *q == ';';
+            }
+            if (!ok) {
+                snprintf(why, whysize,
+                         "'&' at character %zu does not start an entity: write &amp; for "
+                         "the character",
+                         at);
+                return 1;
+            }
+            p++;
+            continue;
+        }
+        if (*p != '<') {
+            p++;
+            continue;
+        }
+        const char *q = p + 1;
+        int closing = *q == '/';
+        q += closing;
+        if (!closing && (*q == '!' || *q == '?')) {
+            const char *end = strchr(q, '>'); /* a comment or declaration: not checked within */
+            if (!end) {
+                snprintf(why, whysize, "'<' at character %zu is never closed with '>'", at);
+                return 1;
+            }
+            p = end + 1;
+            continue;
+        }
+        if (!isalpha((unsigned char)*q) && *q != '_') {
+            snprintf(why, whysize,
+                     "'<' at character %zu does not start a tag: write &lt; for the character",
+                     at);
+            return 1;
+        }
+        const char *name = q;
+        while (isalnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == ':' || *q == '.') {
+            q++;
+        }
+        size_t nlen = (size_t)(q - name);
+        /* to the tag's '>', past quoted attribute values (which may hold Mustache tags) */
+        char quote = 0;
+        for (; *q && (quote || *q != '>'); q++) {
+            if (quote) {
+                quote = *q == quote ? 0 : quote;
+            } else if (*q == '"' || *q == '\'') {
+                quote = *q;
+            }
+        }
+        if (!*q) {
+            snprintf(why, whysize, "the tag at character %zu is never closed with '>'", at);
+            return 1;
+        }
+        int empty = q[-1] == '/';
+        if (!sections && closing) {
+            int n = (int)(nlen > 31 ? 31 : nlen);
+            if (depth == 0) {
+                snprintf(why, whysize, "</%.*s> at character %zu closes no open <%.*s>", n, name,
+                         at, n, name);
+                return 1;
+            }
+            if (strlen(stack[depth - 1]) != nlen || strncmp(stack[depth - 1], name, nlen) != 0) {
+                snprintf(why, whysize, "</%.*s> at character %zu comes while <%.31s> is open", n,
+                         name, at, stack[depth - 1]);
+                return 1;
+            }
+            depth--;
+        } else if (!sections && !empty) {
+            if (depth == (int)(sizeof stack / sizeof stack[0]) || nlen >= sizeof stack[0]) {
+                sections = 1; /* deeper or longer than any real SSML: stop checking nesting */
+            } else {
+                memcpy(stack[depth], name, nlen);
+                stack[depth][nlen] = '\0';
+                depth++;
+            }
+        }
+        at += (size_t)(q - p);
+        p = q + 1;
+    }
+    if (!sections && depth > 0) {
+        snprintf(why, whysize, "<%.31s> is never closed", stack[depth - 1]);
+        return 1;
+    }
+    return 0;
+}
+
 /* Compile v into n. `respond` turns on the SSML rule for speech/reprompt. */
 static void tn_compile(loader *L, const json_t *v, const char *ptr, int depth, int respond,
                        const char *member, tnode *n)
@@ -436,6 +565,11 @@ static void tn_compile(loader *L, const json_t *v, const char *ptr, int depth, i
         int ssml = respond && member &&
                    (strcmp(member, "speech") == 0 || strcmp(member, "reprompt") == 0) &&
                    speak_text(json_string_value(v));
+        char why[160];
+        if (ssml && ssml_problem(json_string_value(v), why, sizeof why)) {
+            VERR(L, ptr, "'%s' is SSML (it starts with <speak>) and must be well-formed XML: %s",
+                 member, why);
+        }
         if (wh_tpl_is_literal(t) && !ssml) {
             wh_tpl_destroy(&t);
             n->lit = json_incref((json_t *)v);

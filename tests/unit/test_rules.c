@@ -1134,6 +1134,46 @@ static void test_timing(void)
     wh_rules_unref(&r);
 }
 
+/* An SSML template's own text must be well-formed XML: values are escaped at render, the
+   text around them is the rule's, and Alexa and Google refuse a response that does not parse. */
+static void test_ssml_text(void)
+{
+#define SSML_RULE(speech) "rules:\n  - name: x\n    on: alexa/i\n    respond: { speech: \"" speech "\" }\n"
+    const char *pre = "t.yaml:4:24: 'speech' is SSML (it starts with <speak>) and must be "
+                      "well-formed XML: ";
+    char want[400];
+    snprintf(want, sizeof want, "%s%s", pre,
+             "'&' at character 9 does not start an entity: write &amp; for the character");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>Q&A {{who}}</speak>"), want);
+    snprintf(want, sizeof want, "%s%s", pre,
+             "'<' at character 10 does not start a tag: write &lt; for the character");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>1 < 2</speak>"), want);
+    snprintf(want, sizeof want, "%s%s", pre, "</speak> at character 17 comes while <D> is open");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>R<D> team</speak>"), want);
+    snprintf(want, sizeof want, "%s%s", pre, "<speak> is never closed");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>hi"), want);
+    snprintf(want, sizeof want, "%s%s", pre, "the tag at character 11 is never closed with '>'");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>hi <break"), want);
+    /* entities, character references, attributes holding tags, empty tags, comments, and
+       tags inside sections (whose nesting depends on the data: not checked) are fine */
+    const char *fine[] = {
+        SSML_RULE("<speak>Fine &amp; &lt;&gt;&quot;&apos; &#233; &#x41; {{name}} {{{raw}}} "
+                  "<break time='1s'/> <emphasis level=\\\"strong\\\">{{x}}</emphasis> "
+                  "<audio src=\\\"{{url}}?a=1&amp;b=2\\\" /><!-- a > b --></speak>"),
+        SSML_RULE("<speak>{{#a}}<emphasis>{{/a}}x{{#a}}</emphasis>{{/a}}</speak>"),
+        SSML_RULE("Q&A <not SSML>: plain text is sent as it is"),
+        NULL};
+    for (int i = 0; fine[i]; i++) {
+        json_t *errors = json_array();
+        wh_rules *r = load("ok.yaml", fine[i], errors);
+        CHECK(r != NULL);
+        print_errors(errors);
+        wh_rules_unref(&r);
+        json_decref(errors);
+    }
+#undef SSML_RULE
+}
+
 int main(void)
 {
     test_valid_file();
@@ -1144,6 +1184,7 @@ int main(void)
     test_errors_misc();
     test_debounce();
     test_errors_templates();
+    test_ssml_text();
     test_many_errors_two_files();
     test_order_and_dir();
     test_index();
