@@ -226,12 +226,14 @@ static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const c
     if (!text) {
         text = jstr(inner, "text");
     }
+    /* the message's own ts names it: for message_changed that is the inner message's
+     * (the outer ts is the edit's), so an edited reply is not a second reply */
     const char *ts = jstr(item, "ts");
     if (!ts) {
-        ts = jstr(ev, "ts");
+        ts = jstr(inner, "ts");
     }
     if (!ts) {
-        ts = jstr(inner, "ts");
+        ts = jstr(ev, "ts");
     }
     if (!ts) {
         ts = jstr(ev, "event_ts");

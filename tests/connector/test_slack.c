@@ -509,6 +509,26 @@ static void test_events(void)
     CHECK_STR(dstr(wh.data, "reaction"), "thumbsup");
     CHECK(json_is_null(json_object_get(wh.data, "text")));
 
+    /* message_changed: the edited message's user, text and ts (U1 is named by now); the
+     * outer ts is the edit's, so an await does not store the edit as a second reply */
+    deliver(s, &wh, json,
+            "{\"team_id\":\"T1\",\"type\":\"event_callback\",\"event_id\":\"Ev05\","
+            "\"event\":{\"type\":\"message\",\"subtype\":\"message_changed\",\"channel\":\"C1\","
+            "\"hidden\":true,\"ts\":\"1700000009.000300\",\"event_ts\":\"1700000009.000300\","
+            "\"message\":{\"type\":\"message\",\"user\":\"U1\",\"text\":\"great, send the "
+            "slides please\",\"ts\":\"1700000001.000200\",\"thread_ts\":\"1700000000.000100\","
+            "\"edited\":{\"user\":\"U1\",\"ts\":\"1700000009.000000\"}},"
+            "\"previous_message\":{\"type\":\"message\",\"user\":\"U1\",\"text\":\"great, "
+            "send the slides\",\"ts\":\"1700000001.000200\"}}}",
+            NULL, NULL);
+    CHECK_INT(wh.emits, 1);
+    CHECK_STR(dstr(wh.data, "subtype"), "message_changed");
+    CHECK_STR(dstr(wh.data, "ts"), "1700000001.000200");
+    CHECK_STR(dstr(wh.data, "thread_ts"), "1700000000.000100");
+    CHECK_STR(dstr(wh.data, "user"), "U1");
+    CHECK_STR(dstr(wh.data, "text"), "great, send the slides please");
+    CHECK_STR(dstr(json_object_get(wh.data, "raw"), "ts"), "1700000009.000300");
+
     /* Bad events: 400, never a crash. */
     const char *bad[] = {
         "not json",
