@@ -128,6 +128,13 @@ static const char *const common_keys[] = {"type",       "concurrency",  "queue_m
 wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
                                 const wh_doc *doc, const char *pointer, json_t *errors)
 {
+    return wh_instances_load_checked(connectors, connectors_dir, doc, pointer, errors, 0);
+}
+
+wh_instances *wh_instances_load_checked(const json_t *connectors, const char *connectors_dir,
+                                        const wh_doc *doc, const char *pointer, json_t *errors,
+                                        int validate)
+{
     wh_instances *set = calloc(1, sizeof *set);
     if (!set) {
         return NULL;
@@ -192,6 +199,7 @@ wh_instances *wh_instances_load(const json_t *connectors, const char *connectors
         inst->plugin = plugin;
         inst->config = copy;
         set->v[set->n++] = inst;
+        int before = problems;
         problems += wh_options_apply(plugin->desc.options, common_keys, copy, doc, ptr, errors);
         /* paths are relative to the config file, like the hub's own */
         for (const wh_option *o = plugin->desc.options; o && o->name; o++) {
@@ -229,6 +237,11 @@ wh_instances *wh_instances_load(const json_t *connectors, const char *connectors
             }
         }
         json_decref(own);
+        /* the connector's own checks, for each instance whose keys read: one instance's
+         * mistyped key does not hide another's range errors */
+        if (validate && problems == before) {
+            problems += wh_instance_validate(inst, doc, ptr, errors);
+        }
     }
     if (problems) {
         wh_instances_destroy(&set);

@@ -47,6 +47,14 @@ typedef struct wh_instances {
  */
 wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
                                 const struct wh_doc *doc, const char *pointer, json_t *errors);
+/**
+ * wh_instances_load(), and with `validate` also each instance's connector checks
+ * (wh_instance_validate) for every instance whose keys passed, so that one file
+ * lists them all. Ownership: as wh_instances_load.
+ */
+wh_instances *wh_instances_load_checked(const json_t *connectors, const char *connectors_dir,
+                                        const struct wh_doc *doc, const char *pointer,
+                                        json_t *errors, int validate);
 
 /** Call init() on every instance in order. On failure, the ones done are destroyed. */
 int wh_instances_init(wh_instances *set, const wh_services *svc, char *err, size_t errsize);

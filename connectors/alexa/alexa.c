@@ -128,10 +128,12 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
     }
     a->host = host;
     a->inst = inst;
+    /* every problem is logged before giving up: `check` lists them all, each at its key */
+    int bad = 0;
     const char *skill = json_string_value(json_object_get(config, "skill_id"));
     if (!skill || !*skill) {
         host->log(inst, WH_LOG_ERROR, "config: `skill_id` is required (amzn1.ask.skill.…)");
-        goto fail_config;
+        bad = 1;
     }
     const json_t *verify = json_object_get(config, "verify");
     a->verify = verify ? json_is_true(verify) : true;
@@ -140,7 +142,7 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
     a->deadline_ms = deadline ? (long)json_integer_value(deadline) : 6000;
     if (a->deadline_ms < 100 || a->deadline_ms > 60000) {
         host->log(inst, WH_LOG_ERROR, "config: `deadline_ms` must be between 100 and 60000");
-        goto fail_config;
+        bad = 1;
     }
     const char *fallback = json_string_value(json_object_get(config, "fallback_speech"));
     const char *ca_file = json_string_value(json_object_get(config, "ca_file"));
@@ -148,7 +150,8 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
     const json_t *users = json_object_get(config, "users");
     if (users && !json_is_object(users)) {
         host->log(inst, WH_LOG_ERROR, "config: `users` must map user ids to names");
-        goto fail_config;
+        bad = 1;
+        users = NULL;
     }
     const char *uid;
     const json_t *uname;
@@ -156,13 +159,15 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
     {
         if (!json_is_string(uname)) {
             host->log(inst, WH_LOG_ERROR, "config: `users`: each name must be a string");
-            goto fail_config;
+            bad = 1;
+            break;
         }
     }
     const json_t *cf = json_object_get(config, "can_fulfill");
     if (cf && !json_is_array(cf)) {
         host->log(inst, WH_LOG_ERROR, "config: `can_fulfill` must be a list of intent names");
-        goto fail_config;
+        bad = 1;
+        cf = NULL;
     }
     a->can_fulfill = json_object();
     if (!a->can_fulfill) {
@@ -179,7 +184,8 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
                       "config: `can_fulfill`: entry %zu must be an intent name (a non-empty "
                       "string)",
                       ci + 1);
-            goto fail_config;
+            bad = 1;
+            continue;
         }
         if (json_object_set_new(a->can_fulfill, n, json_true()) != 0) {
             alexa_destroy(a);
@@ -189,23 +195,26 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
     if (override && strncmp(override, "http://", 7) != 0 && strncmp(override, "https://", 8) != 0) {
         host->log(inst, WH_LOG_ERROR,
                   "config: `cert_fetch_override` must be an http:// or https:// URL prefix");
-        goto fail_config;
+        bad = 1;
+        override = NULL;
     }
-    a->skill_id = strdup(skill);
-    a->fallback = json_pack("{s:s}", "speech", fallback ? fallback : "");
-    a->users = users ? json_deep_copy(users) : NULL;
-    if (!a->skill_id || !a->fallback || (users && !a->users)) {
-        alexa_destroy(a);
-        return WH_ERR_NOMEM;
+    if (!bad) {
+        a->skill_id = strdup(skill);
+        a->fallback = json_pack("{s:s}", "speech", fallback ? fallback : "");
+        a->users = users ? json_deep_copy(users) : NULL;
+        if (!a->skill_id || !a->fallback || (users && !a->users)) {
+            alexa_destroy(a);
+            return WH_ERR_NOMEM;
+        }
     }
     if (a->verify) {
         char err[256];
         a->verifier = ax_verifier_new(host, inst, ca_file, override, err, sizeof err);
         if (!a->verifier) {
             host->log(inst, WH_LOG_ERROR, "config: %s", err);
-            goto fail_config;
+            bad = 1;
         }
-        if (override) {
+        if (override && a->verifier) {
             host->log(inst, WH_LOG_WARN,
                       "cert_fetch_override: certificate chains are fetched from %s instead of "
                       "https://s3.amazonaws.com (tests and mirrors only)",
@@ -220,11 +229,13 @@ static int alexa_init(const wh_host *host, wh_instance *inst, const json_t *conf
     int nrc = ax_notifier_new(host, inst, config, &a->notifier, nerr, sizeof nerr);
     if (nrc == WH_ERR_CONFIG) {
         host->log(inst, WH_LOG_ERROR, "config: %s", nerr);
-        goto fail_config;
-    }
-    if (nrc != WH_OK) {
+        bad = 1;
+    } else if (nrc != WH_OK) {
         alexa_destroy(a);
         return nrc;
+    }
+    if (bad) {
+        goto fail_config;
     }
     *state = a;
     return WH_OK;

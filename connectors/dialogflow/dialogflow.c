@@ -137,45 +137,52 @@ static int df_init(const wh_host *host, wh_instance *inst, const json_t *config,
     }
     d->host = host;
     d->inst = inst;
+    /* every problem is logged before giving up: `check` lists them all, each at its key */
+    int bad = 0;
     const char *user = opt_str(config, "username"), *pass = opt_str(config, "password");
     const char *hname = opt_str(config, "header_name"), *hvalue = opt_str(config, "header_value");
     if (!user != !pass) {
         host->log(inst, WH_LOG_ERROR, "config: `username` and `password` go together");
-        goto fail_config;
+        bad = 1;
     }
-    if (user && (strchr(user, ':') || !*user || !*pass)) {
+    if (user && pass && (strchr(user, ':') || !*user || !*pass)) {
         host->log(inst, WH_LOG_ERROR,
                   "config: `username` must be non-empty without ':' and `password` non-empty");
-        goto fail_config;
+        bad = 1;
     }
     if (!hname != !hvalue) {
         host->log(inst, WH_LOG_ERROR, "config: `header_name` and `header_value` go together");
-        goto fail_config;
+        bad = 1;
     }
-    if (hname && (!header_name_ok(hname) || !*hvalue)) {
+    if (hname && hvalue && (!header_name_ok(hname) || !*hvalue)) {
         host->log(inst, WH_LOG_ERROR,
                   "config: `header_name` must be a header name and `header_value` non-empty");
-        goto fail_config;
+        bad = 1;
     }
     const json_t *deadline = json_object_get(config, "deadline_ms");
     d->deadline_ms = deadline ? (long)json_integer_value(deadline) : 4500;
     if (d->deadline_ms < 100 || d->deadline_ms > 60000) {
         host->log(inst, WH_LOG_ERROR, "config: `deadline_ms` must be between 100 and 60000");
-        goto fail_config;
+        bad = 1;
     }
     const json_t *users = json_object_get(config, "users");
     const char *uid;
     const json_t *uname;
     if (users && !json_is_object(users)) {
         host->log(inst, WH_LOG_ERROR, "config: `users` must map user ids to names");
-        goto fail_config;
+        bad = 1;
+        users = NULL;
     }
     json_object_foreach((json_t *)users, uid, uname)
     {
         if (!json_is_string(uname)) {
             host->log(inst, WH_LOG_ERROR, "config: `users`: each name must be a string");
-            goto fail_config;
+            bad = 1;
+            break;
         }
+    }
+    if (bad) {
+        goto fail_config;
     }
     if (user) {
         size_t n = strlen(user) + strlen(pass) + 2;

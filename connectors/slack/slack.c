@@ -401,22 +401,26 @@ static int slack_init(const wh_host *host, wh_instance *inst, const json_t *conf
     if (!s->users || !s->paused || !s->thread_polls) {
         goto nomem;
     }
+    /* every problem is logged before giving up: `check` lists them all, each at its key */
+    int bad = 0;
     const char *token = jstr(config, "token");
     const json_t *secret = json_object_get(config, "signing_secret");
     if (!token || !*token || !header_safe(token)) {
         host->log(inst, WH_LOG_ERROR,
                   "config: `token` must be a non-empty string without "
                   "control characters");
-        goto bad;
+        bad = 1;
+        token = "";
     }
     if (!json_is_string(secret) || json_string_length(secret) == 0) {
         host->log(inst, WH_LOG_ERROR, "config: `signing_secret` must be a non-empty string");
-        goto bad;
+        bad = 1;
+        secret = NULL;
     }
     s->token = strdup(token);
     size_t n = strlen(token) + 32;
     s->auth_header = malloc(n);
-    s->signing_secret_len = json_string_length(secret);
+    s->signing_secret_len = secret ? json_string_length(secret) : 0;
     s->signing_secret = malloc(s->signing_secret_len + 1);
     const char *base = jstr(config, "api_base");
     s->api_base = strdup(base ? base : "https://slack.com/api");
@@ -424,7 +428,7 @@ static int slack_init(const wh_host *host, wh_instance *inst, const json_t *conf
         goto nomem;
     }
     snprintf(s->auth_header, n, "Authorization: Bearer %s", token);
-    memcpy(s->signing_secret, json_string_value(secret), s->signing_secret_len + 1);
+    memcpy(s->signing_secret, secret ? json_string_value(secret) : "", s->signing_secret_len + 1);
     size_t blen = strlen(s->api_base);
     while (blen > 0 && s->api_base[blen - 1] == '/') {
         s->api_base[--blen] = '\0';
@@ -433,7 +437,7 @@ static int slack_init(const wh_host *host, wh_instance *inst, const json_t *conf
         !header_safe(s->api_base) || strchr(s->api_base, ' ') || strchr(s->api_base, '?')) {
         host->log(inst, WH_LOG_ERROR,
                   "config: `api_base` must be an http:// or https:// URL without a query");
-        goto bad;
+        bad = 1;
     }
     s->max_skew_s = int_opt(config, "max_skew", 300);
     s->deadline_ms = int_opt(config, "deadline_ms", 2500);
@@ -445,43 +449,53 @@ static int slack_init(const wh_host *host, wh_instance *inst, const json_t *conf
     s->page_limit = int_opt(config, "page_limit", 200);
     if (s->max_skew_s < 1 || s->max_skew_s > 86400) {
         host->log(inst, WH_LOG_ERROR, "config: `max_skew` must be 1..86400 seconds");
-        goto bad;
+        bad = 1;
     }
     if (s->deadline_ms < 1 || s->deadline_ms > 2900) {
         host->log(inst, WH_LOG_ERROR,
                   "config: `deadline_ms` must be 1..2900 (Slack waits 3000 ms at most)");
-        goto bad;
+        bad = 1;
     }
     if (!(s->post_per_s > 0 && s->post_per_s <= 1000)) {
         host->log(inst, WH_LOG_ERROR, "config: `post_per_channel_per_s` must be > 0 and <= 1000");
-        goto bad;
+        bad = 1;
     }
-    if (s->tier3_per_min < 1 || s->tier3_per_min > 100000 || s->tier4_per_min < 1 ||
-        s->tier4_per_min > 100000 || s->replies_per_min < 0 || s->replies_per_min > 100000) {
+    if (s->tier3_per_min < 1 || s->tier3_per_min > 100000) {
+        host->log(inst, WH_LOG_ERROR, "config: `tier3_per_min` must be 1..100000");
+        bad = 1;
+    }
+    if (s->tier4_per_min < 1 || s->tier4_per_min > 100000) {
+        host->log(inst, WH_LOG_ERROR, "config: `tier4_per_min` must be 1..100000");
+        bad = 1;
+    }
+    if (s->replies_per_min < 0 || s->replies_per_min > 100000) {
         host->log(inst, WH_LOG_ERROR,
-                  "config: `tier3_per_min` and `tier4_per_min` must be 1..100000, "
-                  "`replies_per_min` 0..100000");
-        goto bad;
+                  "config: `replies_per_min` must be 0..100000 (0: as `tier3_per_min`)");
+        bad = 1;
     }
     if (s->replies_per_min == 0) {
         s->replies_per_min = s->tier3_per_min;
     }
     if (!(every >= 0 && every <= 86400)) {
         host->log(inst, WH_LOG_ERROR, "config: `replies_poll_every` must be 0..86400 seconds");
-        goto bad;
+        bad = 1;
     }
     s->replies_every_ms = (long)(every * 1000.0 + 0.5);
     if (s->page_limit < 1 || s->page_limit > 1000) {
         host->log(inst, WH_LOG_ERROR, "config: `page_limit` must be 1..1000");
-        goto bad;
+        bad = 1;
     }
     const char *bot = jstr(config, "bot_user_id");
     if (bot) {
         if (!*bot || strlen(bot) >= SLACK_ID_MAX) {
             host->log(inst, WH_LOG_ERROR, "config: `bot_user_id` must be a Slack user id (U…)");
-            goto bad;
+            bad = 1;
+        } else {
+            copy_id(s->bot_user_id, bot);
         }
-        copy_id(s->bot_user_id, bot);
+    }
+    if (bad) {
+        goto bad;
     }
     *state = s;
     return WH_OK;

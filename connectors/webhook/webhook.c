@@ -249,12 +249,17 @@ static int webhook_init(const wh_host *host, wh_instance *inst, const json_t *co
     }
     w->host = host;
     w->inst = inst;
+    /* every problem is logged before giving up: `check` lists them all, each at its key */
+    int bad = 0;
     for (const wh_option *o = k_options; o->name; o++) {
         const json_t *v = json_object_get(config, o->name);
         if (o->type == WH_OPT_STRING && v && !json_is_string(v)) {
             host->log(inst, WH_LOG_ERROR, "config: `%s` must be a string", o->name);
-            goto fail_config;
+            bad = 1;
         }
+    }
+    if (bad) {
+        goto fail_config; /* what follows reads these keys as strings */
     }
     const json_t *secret = json_object_get(config, "secret");
     if (secret) {
@@ -268,7 +273,7 @@ static int webhook_init(const wh_host *host, wh_instance *inst, const json_t *co
             host->log(inst, WH_LOG_ERROR,
                       "config: `secret` is empty (remove it to accept "
                       "unsigned requests)");
-            goto fail_config;
+            bad = 1;
         }
     }
     w->sig_header = opt_dup(config, "signature_header", "X-Hub-Signature-256");
@@ -285,15 +290,18 @@ static int webhook_init(const wh_host *host, wh_instance *inst, const json_t *co
     }
     if (!is_token(w->sig_header, 256)) {
         host->log(inst, WH_LOG_ERROR, "config: `signature_header` is not a header name");
-        goto fail_config;
+        bad = 1;
     }
     if (!valid_kind(w->kind, strlen(w->kind))) {
         host->log(inst, WH_LOG_ERROR, "config: `kind` must match [A-Za-z0-9_.-]{1,64}");
-        goto fail_config;
+        bad = 1;
     }
     w->wait_ms = (long)json_integer_value(json_object_get(config, "wait_ms"));
     if (w->wait_ms < 0 || w->wait_ms > 60000) {
         host->log(inst, WH_LOG_ERROR, "config: `wait_ms` must be between 0 and 60000");
+        bad = 1;
+    }
+    if (bad) {
         goto fail_config;
     }
     w->fallback = json_deep_copy(json_object_get(config, "fallback"));

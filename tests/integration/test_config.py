@@ -53,6 +53,41 @@ class ConfigTest(HubTest):
         self.assertEqual(r.stderr.decode(), err)
         self.assertFalse(os.path.exists(os.path.join(h.dir, "wirehub.db")), "nothing started")
 
+    def test_every_connector_problem_is_listed_in_file_order(self):
+        # each connector logs all its problems, not the first; one instance's schema
+        # error does not hide another's checks; the list goes down the file
+        cfg = ("listen: 127.0.0.1:0\n"
+               "connectors:\n"
+               "  team:\n"
+               "    type: slack\n"
+               "    api_base: \"not a url\"\n"
+               "    token: \"\"\n"
+               "    signing_secret: s\n"
+               "    replies_per_min: -1\n"
+               "    tier4_per_min: 0\n"
+               "  ask: { type: alexa, deadline_ms: \"5\" }\n"
+               "  df: { type: dialogflow, username: u, deadline_ms: 1 }\n"
+               "  hook: { type: webhook, kind: \"x y\", wait_ms: 70000 }\n")
+        h, r = self.check(cfg)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        got = [l.split(": ", 1)[0].rsplit(":", 2)[1:] + [l.split(": ", 1)[1]]
+               for l in r.stderr.decode().splitlines()]
+        self.assertEqual([(int(a), int(b)) for a, b, _ in got],
+                         sorted((int(a), int(b)) for a, b, _ in got), "in file order")
+        text = r.stderr.decode()
+        path = h.config_path
+        for want in (":5:15: connector 'team': `api_base` must be",
+                     ":6:12: connector 'team': `token` must be",
+                     ":8:22: connector 'team': `replies_per_min` must be 0..100000",
+                     ":9:20: connector 'team': `tier4_per_min` must be 1..100000",
+                     ":10:3: missing required key 'skill_id'",
+                     ":10:23: 'deadline_ms' must be an integer",
+                     ":11:37: connector 'df': `username` and `password` go together",
+                     ":11:53: connector 'df': `deadline_ms` must be between 100 and 60000",
+                     ":12:32: connector 'hook': `kind` must match",
+                     ":12:48: connector 'hook': `wait_ms` must be between 0 and 60000"):
+            self.assertIn(path + want, text)
+
     def test_check_goes_on_to_the_rules_after_a_config_error(self):
         # one `check` says everything: a missing secret, and the rule errors too
         cfg = ("listen: 127.0.0.1:0\n"

@@ -382,7 +382,9 @@ typedef struct wh_connector {
      * or HTTP (publish, defer and HTTP return WH_ERR_STATE): do no work there
      * that outlives destroy(). An error logged then becomes a config error
      * at the key's line when the message starts "config: `<key>` …" (e.g.
-     * "config: `secret` is empty"), else at the instance's.
+     * "config: `secret` is empty"), else at the instance's. Log every problem
+     * before returning WH_ERR_CONFIG, not only the first: the user then fixes
+     * the file in one go (the hub lists them in file order).
      * Ownership: borrows `host`, `inst` and `config` (keep host and inst;
      * they live until destroy; json_incref config to keep it).
      */
