@@ -427,6 +427,20 @@ static void on_poll_done(wh_await *a, const json_t *msg)
                     json_string_value(json_object_get(conv, "instance")), vars,
                     json_object_get(result, "items"), sql);
         json_decref(vars);
+    } else if (conv && json_is_true(json_object_get(msg, "permanent"))) {
+        /* refused for good (a thread that is gone, a token revoked): polling again would
+         * only add a dead letter every `every`. Pushed replies are still collected until
+         * the await's `for` ends. */
+        json_t *sql = json_array();
+        wh_sqlbatch_add(sql,
+                        "UPDATE conversations SET next_at_ms = until_ms WHERE id = ?1 AND state = "
+                        "'open'",
+                        json_pack("[s]", id));
+        commit(a, sql);
+        json_decref(sql);
+        wh_warn("await", "poll for %s failed for good: %s; no more polls for key=%s", id,
+                json_string_value(json_object_get(msg, "error")) ?: "failed",
+                json_string_value(json_object_get(conv, "key")));
     } else if (conv) {
         wh_warn("await", "poll for %s failed: %s; next poll as scheduled", id,
                 json_string_value(json_object_get(msg, "error")) ?: "failed");

@@ -39,6 +39,7 @@ typedef struct job {
     json_t *result;
     char *error;
     int64_t delay_ms;
+    int permanent; /* dead at once: the API refused it for good (not retries run out) */
     json_t *sql;
 } job;
 
@@ -161,11 +162,12 @@ static void release(struct wh_delivery *d, job *j)
 
 static void publish_outcome(struct wh_delivery *d, job *j)
 {
-    json_t *msg = json_pack("{s:O, s:O, s:s, s:O?, s:s?, s:i}", "call",
+    json_t *msg = json_pack("{s:O, s:O, s:s, s:O?, s:s?, s:i, s:b}", "call",
                             json_object_get(j->call, "call"), "run",
                             json_object_get(j->call, "run"), "outcome",
                             strcmp(j->state, "done") == 0 ? "ok" : "failed", "result", j->result,
-                            "error", j->error, "attempts", j->attempt);
+                            "error", j->error, "attempts", j->attempt, "permanent",
+                            j->permanent);
     /* polls belong to the await part, every other call to a run of the engine */
     const char *run = json_string_value(json_object_get(j->call, "run"));
     const char *topic = run && strncmp(run, "await:", 6) == 0 ? "done/await" : "done/engine";
@@ -258,6 +260,7 @@ static void on_outcome(void *user, wh_outcome outcome, const json_t *result, lon
                 (long long)j->delay_ms, error ? error : "transient error");
     } else {
         j->state = "dead";
+        j->permanent = outcome != WH_CALL_RETRY;
         wh_warn(j->inst->name, "%s is a dead letter after %d attempt%s: %s call=%s", op,
                 j->attempt, j->attempt == 1 ? "" : "s", error ? error : "failed", job_id(j));
     }

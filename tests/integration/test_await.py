@@ -138,6 +138,24 @@ class AwaitTest(HubTest):
         r = h.cmd("replies", "-c", h.config_path, "thread/ana")
         self.assertEqual(r.stdout, b"", "collected after the await's `for`")
 
+    def test_a_poll_refused_for_good_ends_polling_not_collecting(self):
+        # a thread that is gone: the poll is a dead letter at once (a 4xx), and
+        # polling again every second would only add one dead letter a second
+        self.api.script["/thread/ana"] = [(404, {}, {"error": "thread_not_found"})]
+        h = self.start()
+        h.json_request("POST", "/hooks/in/start", {"who": "ana"})
+        h.err.wait_for(r"await: poll for \S+ failed for good: .*404.*; no more polls for "
+                       r"key=thread/ana")
+        n = len(self.api.requests)
+        self.assertEqual(n, 1)
+        # pushed replies are still collected while the await's `for` runs
+        s, b = h.json_request("POST", "/hooks/in/push", {"thread": "ana", "text": "pushed"})
+        h.out.wait_for(r"^\[console\] reply [0-9a-f]{32} from .* for ana unread=1")
+        time.sleep(2.5)  # two poll periods: none is made
+        self.assertEqual(len(self.api.requests), n)
+        self.assertEqual(self.conv_state(h), ["open"])
+        self.assertEqual(h.err.text().count("dead letter"), 1)
+
 
 if __name__ == "__main__":
     unittest.main()
