@@ -51,6 +51,7 @@ typedef struct lane {
     int queue_max; /* `queue_max`: most calls waiting in memory */
     int busy;
     int queued;
+    int backing_off; /* calls waiting out a retry's delay: not in flight, not in the FIFO */
     int spilled; /* calls were left in the outbox: refill from it, oldest first */
     job *queue, **queue_tail;
 } lane;
@@ -130,6 +131,7 @@ static int64_t backoff_ms(const wh_delivery_opts *o, int attempt_no)
 }
 
 static void attempt(void *ud);
+static void requeue(void *ud);
 static void pump(struct wh_delivery *d, lane *ln);
 
 static lane *lane_of(struct wh_delivery *d, const wh_instance *inst)
@@ -213,11 +215,32 @@ static void recorded(void *ud, int rc)
         free(j->error);
         j->error = NULL;
         j->attempt++;
-        if (!atomic_load(&d->stopping) &&
-            wh_http_post(j->inst->svc->http, j->delay_ms, attempt, j) == WH_OK) {
-            return; /* still in flight: the retry timer owns it */
+        /* Waiting out the delay is not being in flight: the slot goes to the next call
+           (a call backing off from a dead endpoint or a long Retry-After must not hold
+           up the instance's healthy calls). The timer puts it back in the FIFO. */
+        lane *ln = lane_of(d, j->inst);
+        pthread_mutex_lock(&d->lock);
+        if (ln && ln->busy > 0) {
+            ln->busy--;
         }
-        release(d, j); /* stopping: the row stays pending for the next start */
+        if (ln) {
+            ln->backing_off++;
+        }
+        pthread_mutex_unlock(&d->lock);
+        if (!atomic_load(&d->stopping) &&
+            wh_http_post(j->inst->svc->http, j->delay_ms, requeue, j) == WH_OK) {
+            if (ln) {
+                pump(d, ln);
+            }
+            return; /* the retry timer owns it */
+        }
+        /* stopping: the row stays pending for the next start */
+        pthread_mutex_lock(&d->lock);
+        if (ln) {
+            ln->backing_off--;
+        }
+        json_object_del(d->inflight, job_id(j));
+        pthread_mutex_unlock(&d->lock);
         job_free(j);
         return;
     }
@@ -313,6 +336,35 @@ static void pump(struct wh_delivery *d, lane *ln)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* A retry's delay is over: the call goes back to the head of its lane's FIFO (it
+   was started before those waiting there) and starts when the cap allows. Runs on
+   the delivery's HTTP thread, as timers do. */
+static void requeue(void *ud)
+{
+    job *j = ud;
+    struct wh_delivery *d = j->d;
+    lane *ln = lane_of(d, j->inst);
+    pthread_mutex_lock(&d->lock);
+    if (ln) {
+        ln->backing_off--;
+    }
+    if (!ln || atomic_load(&d->stopping)) {
+        /* the row stays pending for the next start */
+        json_object_del(d->inflight, job_id(j));
+        pthread_mutex_unlock(&d->lock);
+        job_free(j);
+        return;
+    }
+    j->next = ln->queue;
+    ln->queue = j;
+    if (!j->next) {
+        ln->queue_tail = &j->next;
+    }
+    ln->queued++;
+    pthread_mutex_unlock(&d->lock);
+    pump(d, ln);
+}
+
 /*
  * A call to run (from the bus or a refill). It waits in its lane's FIFO unless
  * the lane already holds queue_max calls, or holds back older calls in the
@@ -337,7 +389,8 @@ static int take(struct wh_delivery *d, json_t *call)
         json_decref(call);
         return 0;
     }
-    if (ln->spilled || ln->queued >= ln->queue_max) {
+    /* calls backing off count too: memory stays bounded while an API is down */
+    if (ln->spilled || ln->queued + ln->backing_off >= ln->queue_max) {
         if (!ln->spilled) {
             wh_debug("delivery", "%s: %d calls waiting; later ones wait in the outbox",
                      inst->name, ln->queued);
@@ -403,7 +456,7 @@ static void refill(struct wh_delivery *d, lane *ln)
     d->scanning = 1;
     ln->spilled = 0;
     /* what is in memory may come first in the rows: read past it */
-    due_query q = {ln->inst->name, ln->cap + ln->queued + ln->queue_max, NULL};
+    due_query q = {ln->inst->name, ln->cap + ln->queued + ln->backing_off + ln->queue_max, NULL};
     pthread_mutex_unlock(&d->lock);
     if (wh_store_read(d->store, read_due, &q) != WH_OK) {
         q.rows = NULL;
@@ -461,7 +514,7 @@ static int refill_spilled(struct wh_delivery *d)
     for (size_t i = 0; i < d->nlanes; i++) {
         lane *ln = &d->lanes[i];
         pthread_mutex_lock(&d->lock);
-        int go = ln->spilled && ln->queued <= ln->queue_max / 2;
+        int go = ln->spilled && ln->queued + ln->backing_off <= ln->queue_max / 2;
         pthread_mutex_unlock(&d->lock);
         if (go) {
             refill(d, ln);

@@ -65,6 +65,25 @@ class DeliveryTest(HubTest):
         reqs = self.api.wait_requests(2, "/busy", timeout=20)
         self.assertGreaterEqual(reqs[1]["time"] - reqs[0]["time"], 1.0)
 
+    def test_a_call_backing_off_does_not_hold_its_instance_slot(self):
+        # concurrency 1: a call waiting out a Retry-After (or a backoff from a dead
+        # endpoint) is not in flight, so the instance's next call goes at once
+        self.api.script["/slow"] = [(429, {"Retry-After": "600"}, {"e": 1})]
+        h = self.hub(CONFIG % {"attempts": 8, "timeout": 30000} + "    concurrency: 1\n",
+                     files={"rules/r.yaml": RULES % {"url": self.api.url} + """
+  - name: dead-end
+    on: in/dead
+    do:
+      - call: api.request
+        with: { url: "http://127.0.0.1:9/nobody", json: {} }
+"""})
+        self.post(h, "slow", 1)
+        self.api.wait_requests(1, "/slow")
+        self.post(h, "dead", 2)
+        h.err.wait_for(r"request attempt 1 failed, next in")
+        self.post(h, "healthy", 3)
+        self.api.wait_requests(1, "/healthy", timeout=10)
+
     def test_a_far_retry_after_waits_an_hour_at_most(self):
         self.api.script["/park"] = [(429, {"Retry-After": "100000"}, {"e": 1})]
         h = self.start()
