@@ -205,11 +205,28 @@ static void save_run(pass *p, run *r, const char *state, const char *error)
     r->ctx_saved = 1;
 }
 
+/* Whether an event is one of the hub's own failure announcements. */
+static int failure_event(const json_t *ev)
+{
+    const char *source = json_string_value(json_object_get(ev, "source"));
+    const char *kind = json_string_value(json_object_get(ev, "kind"));
+    return source && kind && strcmp(source, "hub") == 0 &&
+           (strcmp(kind, "call_failed") == 0 || strcmp(kind, "dead_letter") == 0);
+}
+
 static void run_failed(pass *p, run *r, const char *instance, const char *op, const char *error)
 {
     wh_warn("engine", "rule %s failed at step %zu (%s.%s): %s", wh_rule_name(r->rule),
             r->step + 1, instance, op, error ? error : "failed");
     save_run(p, r, "failed", error ? error : "failed");
+    if (failure_event(json_object_get(r->ctx, "event"))) {
+        /* a rule on hub/call_failed or hub/dead_letter whose own call fails would
+           otherwise start itself again, without end */
+        wh_warn("engine", "not announced as hub/call_failed: rule %s was itself started by a "
+                "failure event (announcing it would loop)", wh_rule_name(r->rule));
+        run_free(p, r);
+        return;
+    }
     json_t *data = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:O?}", "rule",
                              wh_rule_name(r->rule), "file", wh_rule_file(r->rule), "run", r->id,
                              "step", (json_int_t)(r->step + 1), "instance", instance, "operation",

@@ -84,6 +84,44 @@ class DeliveryTest(HubTest):
         self.post(h, "healthy", 3)
         self.api.wait_requests(1, "/healthy", timeout=10)
 
+    def test_a_failing_alert_on_dead_letters_does_not_loop(self):
+        # the README's pattern: a rule on hub/dead_letter tells someone. When that
+        # call dies too, its own failure is logged, not announced again (a loop)
+        self.api.script["/work"] = [(400, {}, {"e": "bad"})]
+        self.api.script["/alert"] = [(400, {}, {"e": "bad too"})]
+        rules = """
+rules:
+  - name: work
+    on: in/*
+    do:
+      - call: api.request
+        with: { url: "%(url)s/work", json: {} }
+  - name: alert
+    on: hub/dead_letter
+    do:
+      - call: api.request
+        with: { url: "%(url)s/alert", json: { text: "stuck: {{call}}" } }
+  - name: alert-run
+    on: hub/call_failed
+    do:
+      - call: api.request
+        with: { url: "%(url)s/alert", json: { text: "failed: {{rule}}" } }
+""" % {"url": self.api.url}
+        h = self.hub(CONFIG % {"attempts": 3, "timeout": 30000}, files={"rules/r.yaml": rules})
+        self.post(h, "x", 1)
+        h.err.wait_for(r"not announced as hub/dead_letter: its rule was started by a failure")
+        h.err.wait_for(r"not announced as hub/call_failed: rule alert(-run)? was itself started")
+        wait_until(lambda: h.err.text().count("not announced as hub/dead_letter") == 2 and
+                   h.err.text().count("not announced as hub/call_failed") == 2, 10,
+                   "both alerts' failures logged")
+        # one work call, two alerts for it (dead letter, run failed): nothing more comes
+        n = len(self.api.requests)
+        self.assertEqual(n, 3)
+        dead = lambda: len(h.cmd("outbox", "-c", h.config_path, "--dead").stdout.splitlines())
+        self.assertEqual(dead(), 1 + 3)  # the header and three dead calls
+        time.sleep(1.5)  # a loop would have made more by now
+        self.assertEqual((len(self.api.requests), dead()), (n, 4))
+
     def test_a_far_retry_after_waits_an_hour_at_most(self):
         self.api.script["/park"] = [(429, {"Retry-After": "100000"}, {"e": 1})]
         h = self.start()
