@@ -152,6 +152,15 @@ static void request_free(wh_request *r)
 
 static void release_repeats(wh_gateway *gw, const char *key, const struct wh_reply *answer);
 
+/* Give back the place wait() took among max_waiting. Caller holds gw->lock. */
+static void unreserve(wh_gateway *gw, wh_request *r)
+{
+    if (r->wh.reserved) {
+        r->wh.reserved = 0;
+        gw->nreserved--;
+    }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -175,6 +184,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               "the first delivery of this id was not answered");
             release_repeats(gw, r->dedupe_key, &retry);
             reply_reset(&retry);
+            pthread_mutex_unlock(&gw->lock);
+        }
+        if (r->wh.reserved) {
+            /* refused or gone before it could wait */
+            pthread_mutex_lock(&gw->lock);
+            unreserve(gw, r);
             pthread_mutex_unlock(&gw->lock);
         }
         atomic_fetch_sub(&gw->live, 1);
@@ -332,6 +347,7 @@ static void publish_and_answer(wh_request *r)
 {
     wh_gateway *gw = r->gw;
     struct wh_webhook *wh = &r->wh;
+    unreserve(gw, r); /* it waits (counted in npending) or is answered now */
     size_t i;
     json_t *out;
     json_array_foreach(r->outgoing, i, out)

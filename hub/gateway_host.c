@@ -154,8 +154,14 @@ int wh_wh_answer(wh_webhook *wh, int status, const char *ctype, const char *body
 int wh_wh_wait(wh_webhook *wh, long deadline_ms, const json_t *fallback)
 {
     wh_gateway *gw = wh->req->gw;
+    /* the place is taken now, not when the caller starts waiting after its journal
+       commit: callers arriving together must not all pass the check */
     pthread_mutex_lock(&gw->lock);
-    int full = gw->npending >= gw->opts.max_pending;
+    int full = !wh->reserved && gw->npending + gw->nreserved >= gw->opts.max_pending;
+    if (!full && !wh->reserved) {
+        gw->nreserved++;
+        wh->reserved = 1;
+    }
     pthread_mutex_unlock(&gw->lock);
     if (full) {
         return wh_wh_reject(wh, 429, "too_many_waiting",

@@ -35,6 +35,7 @@ struct wh_webhook {
     int answered;
     int duplicate; /* dedupe() said the platform sent this before */
     int wait;
+    int reserved; /* holds one of gw->nreserved: a place among max_waiting, from wait() */
     long deadline_ms;
     json_t *fallback;
 };
@@ -101,6 +102,7 @@ struct wh_gateway {
     pthread_mutex_t lock;
     wh_request *pending;
     unsigned npending;
+    unsigned nreserved; /* callers that will wait once journaled (wait() said yes) */
     unsigned journaling; /* requests whose events are queued in the store (ST_JOURNAL) */
     json_t *seen;       /* dedupe cache: key → answer object, or null while in progress */
     char **seen_ring; /* keys in arrival order, to bound the cache (SEEN_CACHE_MAX) */

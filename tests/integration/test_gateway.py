@@ -211,6 +211,29 @@ class GatewayTest(HubTest):
         slow.close()
         self.assertTrue(h.healthy())
 
+    def test_max_waiting_holds_for_callers_arriving_together(self):
+        # the place among max_waiting is taken when the connector asks to wait,
+        # not after the event's journal commit: a burst cannot all slip past it
+        import threading
+        h = self.hub("gateway: { max_waiting: 2 }\nconnectors:\n"
+                     "  ask: { type: webhook, wait_ms: 4000, fallback: { text: later } }\n")
+        out = []
+        go = threading.Barrier(8)
+
+        def ask():
+            go.wait(10)
+            out.append(h.json_request("POST", "/hooks/ask", {"q": 1}, timeout=20))
+        ts = [threading.Thread(target=ask) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        statuses = sorted(s for s, _ in out)
+        self.assertEqual(statuses, [200, 200] + [429] * 6, out)
+        self.assertTrue(all(b == {"text": "later"} for s, b in out if s == 200))
+        self.assertTrue(all(b["error"] == "too_many_waiting" for s, b in out if s == 429))
+        self.assertEqual(h.json_request("GET", "/healthz")[1]["pending"], 0)
+
     def test_healthz_and_clean_stop(self):
         s, b = self.h.json_request("GET", "/healthz")
         self.assertEqual(s, 200)
