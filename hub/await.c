@@ -173,7 +173,7 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
     json_t *sql = extra_sql ? extra_sql : json_array();
     json_t *fresh = json_array();
     int64_t now = wh_now_ms();
-    size_t i;
+    size_t i, skipped = 0;
     json_t *item;
     json_array_foreach(items, i, item)
     {
@@ -185,6 +185,7 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
             id = idbuf;
         }
         if (!id) {
+            skipped++;
             continue;
         }
         json_t *have = query(a, "SELECT 1 AS x FROM replies WHERE key = ?1 AND id = ?2",
@@ -217,6 +218,11 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
                                   (json_int_t)now));
         json_object_set(row, "item", (json_t *)item);
         json_array_append_new(fresh, row);
+    }
+    if (skipped) {
+        /* items are stored once by id: one without cannot be (a connector's bug) */
+        wh_warn("await", "skipped %zu item(s) without an `id` (a string or integer) key=%s",
+                skipped, key);
     }
     if (commit(a, sql) == WH_OK && json_array_size(fresh) > 0) {
         json_t *cnt = query(a, "SELECT count(*) AS n FROM replies WHERE key = ?1 AND read = 0",

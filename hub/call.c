@@ -46,15 +46,27 @@ static void deliver(void *ud)
     call_free(c);
 }
 
+/* A code start() returned that says "try later", not "this call is wrong". */
+static int transient(int rc)
+{
+    return rc == WH_ERR_IO || rc == WH_ERR_BUSY || rc == WH_ERR_TIMEOUT || rc == WH_ERR_NOMEM;
+}
+
 static void start(void *ud)
 {
     wh_call *c = ud;
+    char why[200];
+    /* the arguments as the operation declares them: rendered text brought to its types,
+       defaults filled in. The same rendering fails every time: a permanent failure. */
+    if (wh_args_normalize(c->op->args, c->args, why, sizeof why) != 0) {
+        wh_call_complete(c, WH_CALL_FAIL, NULL, 0, why);
+        return;
+    }
     int rc = c->op->start(c->inst->state, c, c->args);
     if (rc < 0 && !atomic_load(&c->completed)) {
-        char why[160];
         snprintf(why, sizeof why, "%s.%s could not start: %s", c->inst->name, c->op->name,
                  wh_strerror(rc));
-        wh_call_complete(c, WH_CALL_FAIL, NULL, 0, why);
+        wh_call_complete(c, transient(rc) ? WH_CALL_RETRY : WH_CALL_FAIL, NULL, 0, why);
     }
 }
 

@@ -205,7 +205,10 @@ static void build_answer(wh_request *r, const json_t *response)
     reply_reset(&r->reply);
     if (d->respond) {
         int rc = d->respond(r->inst->state, r->event, response, &r->reply);
-        if (rc != WH_OK || r->reply.status == 0) {
+        if (rc == WH_OK && r->reply.status == 0) {
+            wh_error(r->inst->name, "respond() returned without calling reply() (a connector bug)");
+            wh_gw_reply_error(&r->reply, 500, "connector_error", "the connector could not answer");
+        } else if (rc != WH_OK) {
             wh_error(r->inst->name, "respond() failed: %s", wh_strerror(rc));
             wh_gw_reply_error(&r->reply, 500, "connector_error", "the connector could not answer");
         }

@@ -10,6 +10,9 @@
 #include "doc.h"
 #include "envelope.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,134 @@ static int type_ok(wh_opt_type t, const json_t *v)
     case WH_OPT_ARRAY: return json_is_array(v);
     default: return 1;
     }
+}
+
+const char *wh_opt_type_name(wh_opt_type t)
+{
+    return type_name(t);
+}
+
+/* Parse a whole string as a signed decimal integer. */
+static int parse_int(const char *s, long long *out)
+{
+    if (!s || !*s) {
+        return 0;
+    }
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || (*s != '-' && (*s < '0' || *s > '9'))) {
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Parse a whole string as a finite number. */
+static int parse_number(const char *s, double *out)
+{
+    if (!s || !*s || isspace((unsigned char)*s)) {
+        return 0;
+    }
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !isfinite(v)) {
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* The value brought to type t: a new reference, or NULL when it cannot be. */
+static json_t *coerce(wh_opt_type t, json_t *v)
+{
+    long long i;
+    double d;
+    const char *s = json_string_value(v);
+    switch (t) {
+    case WH_OPT_STRING:
+        if (json_is_string(v)) {
+            return json_incref(v);
+        }
+        if (json_is_boolean(v)) {
+            return json_string(json_is_true(v) ? "true" : "false");
+        }
+        if (json_is_number(v)) {
+            char *text = json_dumps(v, JSON_ENCODE_ANY);
+            json_t *out = text ? json_string(text) : NULL;
+            free(text);
+            return out;
+        }
+        return NULL;
+    case WH_OPT_INT:
+        if (json_is_integer(v)) {
+            return json_incref(v);
+        }
+        if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) {
+            return json_integer((json_int_t)json_real_value(v));
+        }
+        return parse_int(s, &i) ? json_integer((json_int_t)i) : NULL;
+    case WH_OPT_NUMBER:
+        if (json_is_number(v)) {
+            return json_incref(v);
+        }
+        if (parse_int(s, &i)) {
+            return json_integer((json_int_t)i);
+        }
+        return parse_number(s, &d) ? json_real(d) : NULL;
+    case WH_OPT_BOOL:
+        if (json_is_boolean(v)) {
+            return json_incref(v);
+        }
+        if (s && (strcmp(s, "true") == 0 || strcmp(s, "false") == 0)) {
+            return json_boolean(strcmp(s, "true") == 0);
+        }
+        return NULL;
+    case WH_OPT_OBJECT: return json_is_object(v) ? json_incref(v) : NULL;
+    case WH_OPT_ARRAY: return json_is_array(v) ? json_incref(v) : NULL;
+    default: return json_incref(v);
+    }
+}
+
+int wh_arg_fits(wh_opt_type type, const json_t *v)
+{
+    json_t *c = coerce(type, (json_t *)v);
+    json_decref(c);
+    return c != NULL || json_is_null(v);
+}
+
+int wh_args_normalize(const wh_option *table, json_t *obj, char *why, size_t whysize)
+{
+    for (const wh_option *o = table; o && o->name; o++) {
+        json_t *v = json_object_get(obj, o->name);
+        if (v && json_is_null(v) && o->type != WH_OPT_ANY) {
+            json_object_del(obj, o->name); /* nothing there: as if left out */
+            v = NULL;
+        }
+        if (!v) {
+            json_t *d = o->def ? json_loads(o->def, JSON_DECODE_ANY, NULL) : NULL;
+            if (d) {
+                json_object_set_new(obj, o->name, d);
+            }
+            continue;
+        }
+        json_t *c = coerce(o->type, v);
+        if (!c) {
+            char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            snprintf(why, whysize, "argument `%s` must be %s, got %.40s%s", o->name,
+                     type_name(o->type), text ? text : "?",
+                     text && strlen(text) > 40 ? "…" : "");
+            free(text);
+            return -1;
+        }
+        if (c != v) {
+            json_object_set_new(obj, o->name, c);
+        } else {
+            json_decref(c);
+        }
+    }
+    return 0;
 }
 
 static const wh_option *find_opt(const wh_option *table, const char *name)
@@ -330,8 +461,10 @@ void wh_describe(const wh_plugin *p, FILE *out)
         fprintf(out, "  %s%s — %s\n", op->name, (op->flags & WH_OP_POLL) ? " (poll)" : "",
                 op->description ? op->description : "");
         for (const wh_option *a = op->args; a && a->name; a++) {
-            fprintf(out, "      %-18s %s%s\n", a->name, (a->flags & WH_OPT_REQUIRED) ? "(required) " : "",
-                    a->description ? a->description : "");
+            fprintf(out, "      %-18s %s%s (%s)%s%s%s\n", a->name,
+                    (a->flags & WH_OPT_REQUIRED) ? "(required) " : "",
+                    a->description ? a->description : "", type_name(a->type),
+                    a->def ? " [default " : "", a->def ? a->def : "", a->def ? "]" : "");
         }
     }
     fprintf(out, "\nwebhook: %s\n", p->desc.webhook ? "yes (/hooks/<instance>)" : "no");

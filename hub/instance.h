@@ -66,6 +66,25 @@ wh_instance *wh_instances_get(const wh_instances *set, const char *name);
 void wh_instances_destroy(wh_instances **set);
 
 /**
+ * Bring an operation's rendered arguments to the types its table declares,
+ * before start() sees them: a template renders text, so "7" becomes 7 for an
+ * integer, 7 becomes "7" for a string, "true" becomes true for a boolean; a
+ * null is left out; a missing argument gets its `def`. Returns 0, or -1 with
+ * the first argument that cannot be brought to its type in `why` (the value
+ * shown at most 40 characters). Ownership: edits obj in place, borrows table.
+ */
+int wh_args_normalize(const wh_option *table, json_t *obj, char *why, size_t whysize);
+
+/**
+ * Whether a literal value (no template in it) can be brought to the type, as
+ * wh_args_normalize() would. Returns 1 or 0.
+ */
+int wh_arg_fits(wh_opt_type type, const json_t *v);
+
+/** "a string", "an integer", … for messages. */
+const char *wh_opt_type_name(wh_opt_type t);
+
+/**
  * Validate `obj` against an options table; fills defaults into obj. Keys in
  * `extra` (NULL-terminated) are allowed besides the table. Problems go to
  * errors via doc/pointer. Returns the number of problems.

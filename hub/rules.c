@@ -10,6 +10,7 @@
  * reference count changes, atomically.
  */
 #include "rules.h"
+#include "instance.h"
 
 #include "template.h"
 #include "util.h"
@@ -829,6 +830,16 @@ static void check_args(loader *L, const wh_operation *op, const char *inst, cons
                 KERR(L, wh_ptr_child(kp, sizeof kp, with_ptr, key),
                      "unknown argument '%s' for %s.%s (known: %s)", shown(k, sizeof k, key), inst,
                      op->name, list[0] ? list : "none");
+            } else if (!(json_is_string(val) && strstr(json_string_value(val), "{{")) &&
+                       !wh_arg_fits(a->type, val)) {
+                /* a literal the operation cannot take (a template is checked when rendered) */
+                char kp[1024];
+                char *text = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
+                VERR(L, wh_ptr_child(kp, sizeof kp, with_ptr, key),
+                     "argument '%s' for %s.%s must be %s, got %.40s%s", a->name, inst, op->name,
+                     wh_opt_type_name(a->type), text ? text : "?",
+                     text && strlen(text) > 40 ? "…" : "");
+                free(text);
             }
         }
     }

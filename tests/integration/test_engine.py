@@ -7,7 +7,7 @@ import os
 import signal
 import unittest
 
-from whtest import FakeAPI, HubTest, Tail, wait_until
+from whtest import FakeAPI, Hub, HubTest, Tail, wait_until
 
 CONFIG = """
 connectors:
@@ -72,6 +72,36 @@ class EngineTest(HubTest):
         s, b = h.json_request("POST", "/hooks/in/order", {"id": "C2", "total": 50})
         h.out.wait_for(r"order C2 stored")
         self.assertNotIn("B1", h.out.text())
+
+    def test_rendered_arguments_take_the_operation_types(self):
+        # a value that is exactly one tag keeps its JSON type: an integer for
+        # console.say's string `text` is said, not a dead letter; a literal the
+        # operation cannot take is a rule error at load
+        rules = RULES + """
+  - name: count
+    on: in/count
+    do:
+      - call: console.say
+        with: { text: "{{body.n}}" }
+"""
+        h = self.start(rules=rules)
+        s, b = h.json_request("POST", "/hooks/in/count", {"n": 7})
+        self.assertEqual(s, 200, b)
+        line = h.out.wait_for(r"^\[console\] ")
+        self.assertEqual(line.string, "[console] 7")
+        bad = rules + """
+  - name: literal
+    on: in/x
+    do:
+      - call: console.say
+        with: { text: [1, 2] }
+"""
+        h2 = Hub(CONFIG % {"wait": 2000}, {"rules/main.yaml": bad % {"url": "x"}})
+        self.hubs.append(h2)
+        r = h2.cmd("check", "-c", h2.config_path)
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr.decode(), r"main\.yaml:\d+:\d+: argument 'text' for "
+                         r"console\.say must be a string, got \[1,2\]")
 
     def test_waiting_caller_gets_respond(self):
         h = self.start()

@@ -575,6 +575,9 @@ static void test_errors_templates(void)
         "t.yaml:12:26: template: partials are not supported",
         /* so does the \u escape */
         "t.yaml:14:26: template: empty tag",
+        /* a list is no string, whatever templates it holds (checked before the values) */
+        "t.yaml:20:17: argument 'text' for team.post_message must be a string, got "
+        "[\"ok\",{\"deep\":\"\xc3\xa9 {{ a b }}\"}]",
         /* a block scalar: the value's position */
         "t.yaml:17:20: template: unclosed section 'open'",
         /* columns count characters: the 2-byte e-acute is one */

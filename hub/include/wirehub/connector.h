@@ -119,8 +119,8 @@ typedef enum {
 /**
  * One configuration key (or one operation argument).
  * `def` is the default as JSON text ("5", "true", "\"x\"") or NULL for none;
- * the host inserts defaults before init() sees the config. A table ends with
- * an entry whose name is NULL.
+ * the host inserts defaults before init() sees the config, and before start()
+ * sees an operation's arguments. A table ends with an entry whose name is NULL.
  */
 typedef struct wh_option {
     const char *name;
@@ -214,24 +214,30 @@ typedef struct wh_host {
 
     /**
      * Add one event for the bus (`in/<instance>/<kind>`). The hub journals
-     * and publishes it before the caller is answered.
+     * and publishes it before the caller is answered. Returns WH_OK, or
+     * WH_ERR_INVALID for a kind that is not 1-64 of [A-Za-z0-9_.-],
+     * WH_ERR_NOMEM; on failure `data` is still the caller's to free.
      * Ownership: takes `data` on success.
      */
     int (*emit)(wh_webhook *wh, const char *kind, json_t *data);
     /**
      * Refuse the request: HTTP `status` with {"error": error, "detail": detail}.
      * `error` is a short code ("bad_signature"); neither may contain secrets.
+     * Returns WH_OK (or WH_ERR_NOMEM); the refusal is then webhook()'s answer:
+     * return WH_OK from webhook() (`return h->reject(...) < 0 ? WH_ERR : WH_OK;`
+     * is the usual form). Events emitted before a reject are not published.
      */
     int (*reject)(wh_webhook *wh, int status, const char *error, const char *detail);
     /**
      * Answer at once with this body instead of the default {"ok":true,…}.
      * Copies the body. Events emitted are still published first.
+     * Returns WH_OK, WH_ERR_INVALID (status outside 100-599) or WH_ERR_NOMEM.
      */
     int (*answer)(wh_webhook *wh, int status, const char *content_type, const char *body,
                   size_t len);
     /**
      * The caller waits for the engine's respond (assistants). The hub holds
-     * the request up to `deadline_ms`, then calls the connector's respond()
+     * the request up to `deadline_ms` (milliseconds from now, relative), then calls the connector's respond()
      * with `fallback` (a generic response object, e.g. {"speech": "…"}).
      * When `gateway.max_waiting` callers already wait, the hub answers this
      * one 429 `too_many_waiting` instead and still returns WH_OK: the refusal
@@ -263,10 +269,25 @@ typedef struct wh_host {
     int (*call_attempt)(const wh_call *call);
     /**
      * Finish a call, exactly once, from any thread.
-     * `result`: the operation's result object (taken, also on failure; may be NULL).
-     * For polls, result holds {"items": [...], "cursor": <any>}.
+     * `result`: the operation's result object (may be NULL). An exception to
+     * the header's ownership rule: complete() takes `result` always, even when
+     * it returns an error (a second complete() of one call returns
+     * WH_ERR_STATE, logs the connector bug and frees `result`).
+     * For polls, result holds {"items": [...], "cursor": <any JSON>}. Each item
+     * is an object: `id` (a string or an integer; required — the hub stores an
+     * item once per key and id, across polls and pushed events, and skips one
+     * without an id with a warning), `text`, `author` (strings), `time` (RFC
+     * 3339 text, e.g. "2026-01-15T08:00:00.250Z"; when missing, the time the
+     * hub stored it); the whole item is kept too, for rules. `cursor` comes
+     * back as call_cursor() on the next poll of the conversation (kept across
+     * restarts); each poll is its own call with its own key.
+     * `outcome`: WH_CALL_RETRY for what may pass (timeouts, 5xx, 429, a
+     * connection refused), WH_CALL_FAIL for what will not (a 4xx, a bad
+     * argument): the hub retries only the first, with backoff or after
+     * `retry_after_ms`, up to the instance's `max_attempts`.
      * `retry_after_ms`: with WH_CALL_RETRY, the earliest next attempt (0 = backoff).
      * `error`: short text for logs and dead letters (no secrets), copied.
+     * Returns WH_OK, WH_ERR_STATE (completed before) or WH_ERR_INVALID (no call).
      */
     int (*complete)(wh_call *call, wh_outcome outcome, json_t *result, long retry_after_ms,
                     const char *error);
@@ -274,7 +295,12 @@ typedef struct wh_host {
     /**
      * Start an outgoing HTTP exchange on the hub's curl multi handle.
      * `done` is called exactly once on the delivery thread when this returns
-     * WH_OK; never when it fails. Any thread.
+     * WH_OK, and never when it fails. Called on the delivery thread (in
+     * start() or another done), `done` runs after http() has returned; called
+     * from another thread it may run before — so in init(), where *state is
+     * not set yet, start nothing whose `done` needs it.
+     * Fails with WH_ERR_INVALID (no URL, a bad method or header), WH_ERR_NOMEM,
+     * or WH_ERR_STATE (no HTTP service: the config check's init()). Any thread.
      */
     int (*http)(wh_instance *inst, const wh_http_request *req, wh_http_done done, void *user);
 
@@ -339,11 +365,19 @@ typedef struct wh_host {
 /**
  * A named asynchronous operation ("post_message"). `start` begins one call;
  * the call ends when host->complete() is called (possibly inside start).
- * `args` describes the arguments (validated by the rule loader); NULL means
- * any. start() returns WH_OK when the call is under way (or completed) and
+ * `args` describes the arguments; NULL means any. The rule loader checks the
+ * names, the required ones, and the type of a literal value; before start()
+ * the hub brings each rendered argument to its declared type (a template
+ * renders text: "7" → 7 for WH_OPT_INT, 7 → "7" for WH_OPT_STRING, "true" →
+ * true for WH_OPT_BOOL, a null is left out) and inserts the `def` of a missing
+ * one. A value that cannot be brought to its type fails the call for good
+ * ("argument `x` must be an integer, got …") without start() seeing it.
+ * start() returns WH_OK when the call is under way (or completed) and
  * a negative code when it could not start (then complete() must not be
- * called; the hub fails the call with that code).
- * Ownership: start() borrows `args`.
+ * called): WH_ERR_IO, WH_ERR_BUSY, WH_ERR_TIMEOUT and WH_ERR_NOMEM are
+ * retried like WH_CALL_RETRY, any other code fails the call for good — so
+ * `return h->http(...)` after a transient failure is retried.
+ * Ownership: start() borrows `args` (already normalized as above).
  */
 typedef struct wh_operation {
     const char *name;
