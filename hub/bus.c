@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define HWM 100000
@@ -80,6 +82,41 @@ int wh_bus_ends_for(const char *endpoint, wh_bus_ends *ends, char *err, size_t e
     return -1;
 }
 
+int wh_bus_ends_to_reach(const char *endpoint, wh_bus_ends *ends, char *err, size_t errsize)
+{
+    static const struct {
+        const char *any, *loop;
+    } wild[] = {{"tcp://*:", "tcp://127.0.0.1:"},
+                {"tcp://0.0.0.0:", "tcp://127.0.0.1:"},
+                {"tcp://[::]:", "tcp://[::1]:"}};
+    char ep[WH_EP_MAX];
+    snprintf(ep, sizeof ep, "%s", endpoint ? endpoint : "");
+    for (size_t i = 0; endpoint && i < sizeof wild / sizeof wild[0]; i++) {
+        size_t n = strlen(wild[i].any);
+        if (strncmp(endpoint, wild[i].any, n) == 0) {
+            snprintf(ep, sizeof ep, "%s%s", wild[i].loop, endpoint + n);
+        }
+    }
+    return wh_bus_ends_for(endpoint ? ep : NULL, ends, err, errsize);
+}
+
+/* Whether a process listens on the unix socket at path (a hub's bus). */
+static int ipc_in_use(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        return 0;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    int live = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return live;
+}
+
 static void *broker_main(void *arg)
 {
     wh_bus *bus = arg;
@@ -89,6 +126,13 @@ static void *broker_main(void *arg)
 
 static int bind_ep(void *sock, const char *ep, char *err, size_t errsize)
 {
+    if (strncmp(ep, "ipc://", 6) == 0 && ipc_in_use(ep + 6)) {
+        snprintf(err, errsize,
+                 "cannot bind %s: another process (another hub?) listens on it; give this "
+                 "hub its own bus.bind",
+                 ep);
+        return -1;
+    }
     if (zmq_bind(sock, ep) != 0) {
         snprintf(err, errsize, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
         return -1;
@@ -142,13 +186,21 @@ wh_bus *wh_bus_new(const json_t *binds, char *err, size_t errsize)
     json_array_foreach(binds, i, ep)
     {
         wh_bus_ends ends;
-        if (wh_bus_ends_for(json_string_value(ep), &ends, err, errsize) != 0 ||
-            bind_ep(bus->xpub, ends.sub, err, errsize) ||
-            bind_ep(bus->xsub, ends.pub, err, errsize)) {
+        if (wh_bus_ends_for(json_string_value(ep), &ends, err, errsize) != 0) {
             goto fail;
         }
-        if (strncmp(ends.sub, "ipc://", 6) == 0) {
+        /* each file is noted as ours once bound: only those are removed at the end */
+        int ipc = strncmp(ends.sub, "ipc://", 6) == 0;
+        if (bind_ep(bus->xpub, ends.sub, err, errsize)) {
+            goto fail;
+        }
+        if (ipc) {
             json_array_append_new(bus->ipc_files, json_string(ends.sub + 6));
+        }
+        if (bind_ep(bus->xsub, ends.pub, err, errsize)) {
+            goto fail;
+        }
+        if (ipc) {
             json_array_append_new(bus->ipc_files, json_string(ends.pub + 6));
         }
         wh_info("bus", "bound endpoint=%s publishers=%s", ends.sub, ends.pub);

@@ -27,11 +27,20 @@ typedef struct wh_bus_ends {
  */
 int wh_bus_ends_for(const char *endpoint, wh_bus_ends *ends, char *err, size_t errsize);
 
+/**
+ * The ends a client (tail, send, another process) connects to for a bound
+ * endpoint: as wh_bus_ends_for(), with a wildcard host ("*", 0.0.0.0, [::])
+ * reached over loopback. Returns 0, or -1 with a reason in err.
+ */
+int wh_bus_ends_to_reach(const char *endpoint, wh_bus_ends *ends, char *err, size_t errsize);
+
 typedef struct wh_bus wh_bus;
 
 /**
  * Start the broker, bound to inproc and to each endpoint in `binds` (array of
- * strings, may be NULL). ipc sockets are made mode 0600.
+ * strings, may be NULL). ipc sockets are made mode 0600. An ipc path another
+ * process still listens on is refused (ZeroMQ would silently take it over);
+ * a stale socket file left by a crash is replaced.
  * Returns NULL with a reason in err. Ownership: borrows binds.
  */
 wh_bus *wh_bus_new(const json_t *binds, char *err, size_t errsize);

@@ -210,7 +210,7 @@ int wh_cmd_tail(int argc, char **argv)
     wh_bus_ends ends;
     char err[300];
     const char *ep = json_string_value(json_array_get(cfg->bus_bind, 0));
-    if (wh_bus_ends_for(ep, &ends, err, sizeof err) != 0) {
+    if (wh_bus_ends_to_reach(ep, &ends, err, sizeof err) != 0) {
         fprintf(stderr, "wirehub tail: %s\n", err);
         wh_config_destroy(&cfg);
         return WH_EXIT_USAGE;
@@ -440,7 +440,7 @@ int wh_cmd_send(int argc, char **argv)
         wh_pub *pub = NULL;
         json_t *env = NULL;
         char topic[WH_TOPIC_MAX];
-        if (!ep || wh_bus_ends_for(ep, &ends, err, sizeof err) != 0) {
+        if (!ep || wh_bus_ends_to_reach(ep, &ends, err, sizeof err) != 0) {
             fprintf(stderr, "wirehub send: %s has no usable bus.bind endpoint\n", cfg->path);
         } else if (!(pub = wh_pub_new(zctx, &ends, 3000))) {
             fprintf(stderr, "wirehub send: cannot reach the hub's bus at %s (is it running?)\n",

@@ -391,6 +391,70 @@ wh_config *wh_config_load_unresolved(const char *path, json_t *errors)
     return cfg;
 }
 
+/*
+ * Check one bus.bind endpoint and add it, as the hub binds it, to cfg->bus_bind:
+ * a relative ipc path is made relative to the config's folder (like every path
+ * in the file), and a tcp host must be numeric or a wildcard (ZeroMQ cannot
+ * bind a name). Returns the number of problems reported.
+ */
+static int add_bus_endpoint(wh_config *cfg, json_t *errors, const char *ptr, const json_t *v,
+                            int need_secrets)
+{
+    const char *ep = json_string_value(v);
+    if (!ep) {
+        wh_doc_value_error(cfg->doc, errors, ptr, "bus endpoints must be strings");
+        return 1;
+    }
+    if (strstr(ep, "${")) {
+        /* a reference that did not resolve: reported by the resolution already */
+        if (need_secrets) {
+            return 0;
+        }
+        wh_doc_value_error(cfg->doc, errors, ptr,
+                           "'bind' refers to %s, which cannot be resolved here: the bus "
+                           "endpoint is needed to reach the hub",
+                           ep);
+        return 1;
+    }
+    char full[WH_EP_MAX + 1024];
+    snprintf(full, sizeof full, "%s", ep);
+    if (strncmp(ep, "ipc://", 6) == 0 && ep[6] != '/' && ep[6] != '@' && ep[6]) {
+        char *abs = realpath(cfg->dir, NULL);
+        snprintf(full, sizeof full, "ipc://%s/%s", abs ? abs : cfg->dir, ep + 6);
+        free(abs);
+    }
+    if (strncmp(ep, "tcp://", 6) == 0) {
+        const char *host = ep + 6, *colon = strrchr(host, ':');
+        size_t n = colon ? (size_t)(colon - host) : strlen(host);
+        char h[128] = "";
+        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+            host++;
+            n -= 2;
+        }
+        if (n < sizeof h) {
+            memcpy(h, host, n);
+            h[n] = '\0';
+        }
+        unsigned char buf[16];
+        if (strcmp(h, "*") != 0 && inet_pton(AF_INET, h, buf) != 1 &&
+            inet_pton(AF_INET6, h, buf) != 1) {
+            wh_doc_value_error(cfg->doc, errors, ptr,
+                               "a tcp bus endpoint needs a numeric host (127.0.0.1, [::1]) or * "
+                               "for every interface, not '%s'",
+                               h);
+            return 1;
+        }
+    }
+    wh_bus_ends ends;
+    char why[300];
+    if (wh_bus_ends_for(full, &ends, why, sizeof why) != 0) {
+        wh_doc_value_error(cfg->doc, errors, ptr, "%s", why);
+        return 1;
+    }
+    json_array_append_new(cfg->bus_bind, json_string(full));
+    return 0;
+}
+
 static wh_config *load(const char *path, json_t *errors, int need_secrets)
 {
     wh_config *cfg = calloc(1, sizeof *cfg);
@@ -460,7 +524,7 @@ static wh_config *load(const char *path, json_t *errors, int need_secrets)
         problems += wh_options_apply(bus_options, NULL, bus, cfg->doc, "/bus", errors);
         json_t *bind = json_object_get(bus, "bind");
         if (json_is_string(bind)) {
-            json_array_append(cfg->bus_bind, bind);
+            problems += add_bus_endpoint(cfg, errors, "/bus/bind", bind, need_secrets);
         } else if (json_is_array(bind)) {
             size_t i;
             json_t *ep;
@@ -468,30 +532,12 @@ static wh_config *load(const char *path, json_t *errors, int need_secrets)
             {
                 char p[64];
                 wh_ptr_index(p, sizeof p, "/bus/bind", i);
-                wh_bus_ends ends;
-                char why[300];
-                if (!json_is_string(ep)) {
-                    wh_doc_value_error(cfg->doc, errors, p, "bus endpoints must be strings");
-                    problems++;
-                } else if (wh_bus_ends_for(json_string_value(ep), &ends, why, sizeof why) != 0) {
-                    wh_doc_value_error(cfg->doc, errors, p, "%s", why);
-                    problems++;
-                } else {
-                    json_array_append(cfg->bus_bind, ep);
-                }
+                problems += add_bus_endpoint(cfg, errors, p, ep, need_secrets);
             }
         } else if (bind) {
             wh_doc_value_error(cfg->doc, errors, "/bus/bind",
                                "'bind' must be an endpoint or a list of endpoints");
             problems++;
-        }
-        if (json_is_string(bind)) {
-            wh_bus_ends ends;
-            char why[300];
-            if (wh_bus_ends_for(json_string_value(bind), &ends, why, sizeof why) != 0) {
-                wh_doc_value_error(cfg->doc, errors, "/bus/bind", "%s", why);
-                problems++;
-            }
         }
     } else {
         /* a private ipc endpoint beside the config, so `wirehub tail` works out of the box */

@@ -169,6 +169,71 @@ class GatewayTest(HubTest):
         left = [f for f in os.listdir(h.dir) if f.startswith("wirehub.bus")]
         self.assertEqual(left, [])
 
+    def test_a_second_hub_cannot_take_a_running_hub_bus(self):
+        # another config in the same folder has the same default ipc bus: its hub
+        # is refused there (ZeroMQ would take the socket over), and its failed
+        # start leaves the running hub's bus alone
+        h = self.hub(CONFIG, env={"WH_TEST_SECRET": SECRET})
+        with open(os.path.join(h.dir, "other.yaml"), "w") as f:
+            f.write("listen: 127.0.0.1:0\nstate: other.db\n"
+                    "connectors:\n  open: { type: webhook }\n")
+        r = h.cmd("run", "-c", "other.yaml", timeout=60)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("wirehub.bus: another process (another hub?) listens on it", err)
+        t = Tail(h)
+        s, b = h.json_request("POST", "/hooks/open", {"x": 2})
+        self.assertEqual(s, 200, b)
+        t.wait_message(lambda m: m.get("source") == "open")
+        self.assertEqual(t.stop(), 0)
+
+    def test_bus_endpoints_relative_paths_and_wildcards(self):
+        # a relative ipc path is relative to the config's folder, whatever the
+        # current directory; `send` reaches a tcp://* endpoint over loopback; a
+        # host name cannot be bound and is a config error at its line
+        import subprocess
+        from whtest import BIN, Hub
+
+        def free_port():
+            # the bus uses a tcp endpoint's port and the next one
+            for _ in range(50):
+                a, b = socket.socket(), socket.socket()
+                try:
+                    a.bind(("127.0.0.1", 0))
+                    p = a.getsockname()[1]
+                    b.bind(("127.0.0.1", p + 1))
+                    return p
+                except OSError:
+                    continue
+                finally:
+                    a.close()
+                    b.close()
+            raise AssertionError("no two free ports in a row")
+        port = free_port()
+        cfg = CONFIG + "bus:\n  bind: [\"ipc://sock/bus\", \"tcp://*:%d\"]\n" % port
+        h = self.hub(cfg, files={"sock/.keep": ""}, env={"WH_TEST_SECRET": SECRET})
+        self.assertTrue(os.path.exists(os.path.join(h.dir, "sock", "bus")))
+        t = Tail(h)
+        r = subprocess.run([BIN, "send", "-c", h.config_path, "open", "ping", "-"], cwd="/",
+                           env=h.env, input=b'{"via": "ipc"}', capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.wait_message(lambda m: m.get("data") == {"via": "ipc"})
+        self.assertEqual(t.stop(), 0)
+        bad = Hub("bus:\n  bind: \"tcp://localhost:%d\"\n" % port)
+        self.hubs.append(bad)
+        r = bad.cmd("check", "-c", bad.config_path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(bad.config_path + ":2:9: a tcp bus endpoint needs a numeric host", r.stderr.decode())
+        star = Hub("listen: 127.0.0.1:0\nbus:\n  bind: \"tcp://*:%d\"\n"
+                   "connectors:\n  open: { type: webhook }\n" % free_port())
+        self.hubs.append(star)
+        star.start()
+        t = Tail(star)
+        r = star.cmd("send", "-c", star.config_path, "open", "ping", "-", input=b'{"via": "tcp"}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        t.wait_message(lambda m: m.get("data") == {"via": "tcp"})
+        self.assertEqual(t.stop(), 0)
+
     def test_unknown_instance_404(self):
         s, b = self.h.json_request("POST", "/hooks/nope", {"a": 1})
         self.assert_error(s, b, 404, "not_found")
