@@ -444,7 +444,7 @@ int wh_cmd_send(int argc, char **argv)
             fprintf(stderr, "wirehub send: %s has no usable bus.bind endpoint\n", cfg->path);
         } else if (!(pub = wh_pub_new(zctx, &ends, 3000))) {
             fprintf(stderr, "wirehub send: cannot reach the hub's bus at %s (is it running?)\n",
-                    ep);
+                    ends.pub);
         } else if (!(env = wh_env_new(instance, kind, json_incref(data)))) {
             json_decref(data);
             fprintf(stderr, "wirehub send: cannot build the event\n");

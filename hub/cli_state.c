@@ -153,6 +153,10 @@ int wh_cmd_outbox(int argc, char **argv)
         fputs(outbox_usage, stderr);
         return WH_EXIT_USAGE;
     }
+    if (dead && all) {
+        fprintf(stderr, "wirehub outbox: --dead and --all are alternatives\n%s", outbox_usage);
+        return WH_EXIT_USAGE;
+    }
     wh_config *cfg = NULL;
     int failed_with;
     wh_store *st = open_state(config, &cfg, &failed_with);

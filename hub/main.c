@@ -35,6 +35,10 @@ int main(int argc, char **argv)
     const char *lvl = getenv("WIREHUB_LOG");
     if (lvl && wh_log_parse_level(lvl) >= 0) {
         wh_log_set_level(wh_log_parse_level(lvl));
+    } else if (lvl && *lvl) {
+        fprintf(stderr, "wirehub: WIREHUB_LOG=%.40s is not a level (error, warn, info or debug); "
+                        "ignored\n",
+                lvl);
     }
     if (argc < 2) {
         fputs(usage, stderr);
@@ -46,6 +50,17 @@ int main(int argc, char **argv)
         return WH_EXIT_OK;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (argc > 2 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
+            fputs("usage: wirehub version\n  Print the version and the connector ABI.\n"
+                  "exit: 0\n",
+                  stdout);
+            return WH_EXIT_OK;
+        }
+        if (argc > 2) {
+            fprintf(stderr, "wirehub version: unexpected argument '%s'\nusage: wirehub version\n",
+                    argv[2]);
+            return WH_EXIT_USAGE;
+        }
         printf("wirehub %s (connector ABI %d.%d)\n", WH_VERSION, WH_ABI_MAJOR, WH_ABI_MINOR);
         return WH_EXIT_OK;
     }

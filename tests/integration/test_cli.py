@@ -128,9 +128,26 @@ class CliTest(HubTest):
         self.hubs.append(h)
         r = h.cmd("send", "-c", h.config_path, "team", "hello", "ev.json")
         self.assertEqual(r.returncode, 1)
-        self.assertIn(b"cannot reach the hub's bus", r.stderr)
+        self.assertIn(b"cannot reach the hub's bus at ipc://", r.stderr)
+        self.assertIn(b"wirehub.bus.in (is it running?)", r.stderr, "the socket send tried")
         r = h.cmd("send", "-c", h.config_path, "team", "hello", "missing.json")
         self.assertEqual(r.returncode, 2)
+
+    def test_usage_mistakes_are_told(self):
+        h = Hub(CONFIG)
+        self.hubs.append(h)
+        r = h.cmd("version", "--help")
+        self.assertEqual((r.returncode, r.stdout.startswith(b"usage: wirehub version")), (0, True))
+        r = h.cmd("version", "extra")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"unexpected argument 'extra'", r.stderr)
+        r = h.cmd("outbox", "-c", h.config_path, "--dead", "--all")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"--dead and --all are alternatives", r.stderr)
+        h.env["WIREHUB_LOG"] = "loud"
+        r = h.cmd("version")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn(b"WIREHUB_LOG=loud is not a level", r.stderr)
 
     def test_state_commands_without_a_state_file(self):
         h = Hub(CONFIG)
