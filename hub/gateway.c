@@ -677,6 +677,12 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
             conn, 400, "bad_framing",
             "Content-Length and Transfer-Encoding must not be combined or repeated", NULL);
     }
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    if (te && strcasecmp(te, "chunked") != 0) {
+        /* gzip, or a chain: the body's length cannot be known (RFC 9112, 6.1) */
+        return wh_gw_queue_error(conn, 501, "unsupported_transfer_encoding",
+                                 "only Transfer-Encoding: chunked is understood", NULL);
+    }
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end;

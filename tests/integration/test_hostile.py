@@ -175,6 +175,19 @@ class HostileTest(HubTest):
         kinds = [m.get("kind") for m in tail.messages()]
         self.assertNotIn("smuggled", kinds)
 
+    def test_unknown_transfer_encoding_is_501_at_once(self):
+        # a body whose length cannot be known is refused at once, not left to time out
+        import time
+        for te in (b"gzip", b"gzip, chunked"):
+            req = (b"POST /hooks/in/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Transfer-Encoding: " + te + b"\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+            t0 = time.monotonic()
+            out = raw(self.h.port, req)
+            self.assertTrue(out.startswith(b"HTTP/1.1 501 "), out[:80])
+            self.assertIn(b'{"error":"unsupported_transfer_encoding"', out)
+            self.assertLess(time.monotonic() - t0, 5, "answered, not timed out")
+        self.assertTrue(self.h.healthy())
+
 
 if __name__ == "__main__":
     unittest.main()
