@@ -173,6 +173,10 @@ static void run_free(pass *p, run *r)
 
 static void save_run(pass *p, run *r, const char *state, const char *error)
 {
+    /* A finished run keeps its row (for `wirehub runs`), not its context: that is
+       the whole event again, kept a week, and nothing resumes a done run. A failed
+       one keeps it, since `outbox retry` resumes it. */
+    int done = strcmp(state, "done") == 0;
     if (!r->stored) {
         /* a new run is written once, as the pass leaves it: one statement, not two */
         const json_t *event = json_object_get(r->ctx, "event");
@@ -180,12 +184,21 @@ static void save_run(pass *p, run *r, const char *state, const char *error)
                         "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, "
                         "state, error, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
                         "?8, ?9, ?9)",
-                        json_pack("[s, s?, s, I, O, s?, s, s?, I]", r->id,
+                        json_pack("[s, s?, s, I, o, s?, s, s?, I]", r->id,
                                   json_string_value(json_object_get(event, "id")),
-                                  wh_rule_name(r->rule), (json_int_t)r->step, r->ctx,
+                                  wh_rule_name(r->rule), (json_int_t)r->step,
+                                  done ? json_string("{}") : json_incref(r->ctx),
                                   r->w ? r->w->reply_to : NULL, state, error, (json_int_t)p->now));
         r->stored = 1;
         r->ctx_saved = 1;
+        return;
+    }
+    if (done) {
+        wh_sqlbatch_add(p->sql,
+                        "UPDATE runs SET step = ?1, ctx = '{}', state = ?2, error = ?3, "
+                        "updated_ms = ?4 WHERE id = ?5",
+                        json_pack("[I, s, s?, I, s]", (json_int_t)r->step, state, error,
+                                  (json_int_t)p->now, r->id));
         return;
     }
     if (r->ctx_saved) {

@@ -57,6 +57,14 @@ class DeliveryTest(HubTest):
         wait_until(lambda: b"done" in h.cmd("outbox", "-c", h.config_path, "--all").stdout, 10,
                    "the call marked done")
         self.assertEqual(len([r for r in self.api.requests if r["path"] == "/flaky"]), 3)
+        # a finished run keeps its row, not a second copy of the event (kept a week)
+        import sqlite3
+        db = sqlite3.connect(os.path.join(h.dir, "wirehub.db"), timeout=30)
+        rows = wait_until(lambda: db.execute("SELECT state, ctx FROM runs").fetchall()
+                          if db.execute("SELECT count(*) FROM runs WHERE state = 'done'")
+                          .fetchone()[0] else None, 10, "the run done")
+        db.close()
+        self.assertEqual(rows, [("done", "{}")])
 
     def test_retry_after_is_honoured(self):
         self.api.script["/busy"] = [(429, {"Retry-After": "1"}, {"e": 1}), (200, {}, {"ok": 1})]

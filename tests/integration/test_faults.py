@@ -112,8 +112,9 @@ class FaultsTest(HubTest):
             con = sqlite3.connect(db)
             try:
                 rows = con.execute(
-                    "SELECT o.state, o.attempts, o.last_error, json_extract(r.ctx, '$.event.kind') "
-                    "FROM outbox o JOIN runs r ON o.run_id = r.id").fetchall()
+                    "SELECT o.state, o.attempts, o.last_error, json_extract(e.envelope, '$.kind') "
+                    "FROM outbox o JOIN runs r ON o.run_id = r.id "
+                    "JOIN events e ON e.id = r.event_id").fetchall()
             finally:
                 con.close()
             if any(state == "pending" for state, *_ in rows) or len(rows) < len(cases) + 20:
