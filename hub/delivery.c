@@ -528,6 +528,14 @@ static void refill(struct wh_delivery *d, lane *ln)
             break; /* full: the rest stay in the outbox, and the lane is marked to refill */
         }
     }
+    if (json_array_size(q.rows) >= (size_t)q.limit) {
+        /* a full page: more may wait in the outbox (the calls taken started at once
+           and never filled the queue, so take() did not mark it) — look again as
+           soon as there is room, not at the next rescan */
+        pthread_mutex_lock(&d->lock);
+        ln->spilled = 1;
+        pthread_mutex_unlock(&d->lock);
+    }
     json_decref(q.rows);
     pthread_mutex_lock(&d->lock);
     d->scanning = 0;
