@@ -311,6 +311,15 @@ int wh_cmd_check(int argc, char **argv)
         wh_config_destroy(&cfg);
         return WH_EXIT_USAGE;
     }
+    /* what the connectors warn about (unsigned requests accepted, checks off) */
+    for (size_t i = 0; i < cfg->instances->n; i++) {
+        size_t k;
+        json_t *w;
+        json_array_foreach(cfg->instances->v[i]->warnings, k, w)
+        {
+            fprintf(stderr, "%s\n", json_string_value(w));
+        }
+    }
     struct stat sb;
     if (stat(cfg->rules_dir, &sb) != 0) {
         printf("%s: ok (%zu connector instance%s, no rules: no directory %s)\n", cfg->path,

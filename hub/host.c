@@ -25,6 +25,7 @@ typedef struct capture {
     const char *pointer; /* the instance: /connectors/<name> */
     json_t *errors;
     int count;
+    json_t *warnings; /* positioned like errors, "warning: " before the text */
 } capture;
 static _Thread_local capture *tls_capture;
 
@@ -33,9 +34,11 @@ static _Thread_local capture *tls_capture;
  * positioned in the file: at the key when the message names one the way the
  * bundled connectors do ("config: `key` …"), else at the instance.
  */
-static void captured(capture *c, const wh_instance *inst, const char *msg)
+static void captured(capture *c, const wh_instance *inst, const char *msg, int warning)
 {
     const char *text = strncmp(msg, "config: ", 8) == 0 ? msg + 8 : msg;
+    json_t *into = warning ? c->warnings : c->errors;
+    const char *label = warning ? "warning: " : "";
     const char *name = inst ? inst->name : "?";
     const char *end = text[0] == '`' ? strchr(text + 1, '`') : NULL;
     if (end && end - text - 1 < 128) {
@@ -44,21 +47,21 @@ static void captured(capture *c, const wh_instance *inst, const char *msg)
         key[end - text - 1] = '\0';
         wh_ptr_child(child, sizeof child, c->pointer, key);
         /* at its value (or, for a key the file does not have, at the instance) */
-        wh_doc_value_error(c->doc, c->errors, child, "connector '%s': %s", name, text);
+        wh_doc_value_error(c->doc, into, child, "%sconnector '%s': %s", label, name, text);
     } else {
-        wh_doc_error(c->doc, c->errors, c->pointer, "connector '%s': %s", name, text);
+        wh_doc_error(c->doc, into, c->pointer, "%sconnector '%s': %s", label, name, text);
     }
-    c->count++;
+    c->count += !warning;
 }
 
 static void host_log(const wh_instance *inst, int level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (tls_capture && level == WH_LOG_ERROR) {
+    if (tls_capture && (level == WH_LOG_ERROR || level == WH_LOG_WARN)) {
         char msg[1024];
         vsnprintf(msg, sizeof msg, fmt, ap);
-        captured(tls_capture, inst, msg);
+        captured(tls_capture, inst, msg, level == WH_LOG_WARN);
     } else if (!tls_capture) {
         wh_logv(level, inst ? inst->name : "connector", fmt, ap);
     }
@@ -190,7 +193,9 @@ int wh_instance_validate(wh_instance *inst, const wh_doc *doc, const char *point
                          json_t *errors)
 {
     json_t *said = json_array(); /* what init() logged as errors, positioned */
-    capture c = {doc, pointer, said, 0};
+    json_decref(inst->warnings);
+    inst->warnings = json_array();
+    capture c = {doc, pointer, said, 0, inst->warnings};
     tls_capture = &c;
     void *state = NULL;
     int rc = inst->plugin->desc.init(&table, inst, inst->config, &state);

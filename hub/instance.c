@@ -428,6 +428,7 @@ void wh_instances_destroy(wh_instances **pset)
             inst->plugin->desc.destroy(inst->state);
         }
         json_decref(inst->config);
+        json_decref(inst->warnings);
         free(inst->name);
         free(inst);
     }

@@ -28,6 +28,7 @@ struct wh_instance {
     void *state;
     int inited;
     const wh_services *svc;
+    json_t *warnings; /* what init() warned when the config was checked: `check` shows them */
 };
 
 typedef struct wh_instances {

@@ -53,6 +53,17 @@ class ConfigTest(HubTest):
         self.assertEqual(r.stderr.decode(), err)
         self.assertFalse(os.path.exists(os.path.join(h.dir, "wirehub.db")), "nothing started")
 
+    def test_check_shows_what_connectors_warn_about(self):
+        h, r = self.check("listen: 127.0.0.1:0\nconnectors:\n  open: { type: webhook }\n"
+                          "  ask: { type: alexa, skill_id: amzn1.ask.skill.x, verify: false }\n",
+                          files={"rules/.keep": ""})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn(h.config_path + ":3:3: warning: connector 'open': no `secret` configured: "
+                      "accepting unsigned requests", err)
+        self.assertIn(h.config_path + ":4:3: warning: connector 'ask': verify: false", err)
+        self.assertIn(b": ok (2 connector instances", r.stdout)
+
     def test_every_connector_problem_is_listed_in_file_order(self):
         # each connector logs all its problems, not the first; one instance's schema
         # error does not hide another's checks; the list goes down the file

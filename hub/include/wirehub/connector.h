@@ -418,7 +418,8 @@ typedef struct wh_connector {
      * at the key's line when the message starts "config: `<key>` …" (e.g.
      * "config: `secret` is empty"), else at the instance's. Log every problem
      * before returning WH_ERR_CONFIG, not only the first: the user then fixes
-     * the file in one go (the hub lists them in file order).
+     * the file in one go (the hub lists them in file order). A warning
+     * logged then is shown by `wirehub check` the same way, as a warning.
      * Ownership: borrows `host`, `inst` and `config` (keep host and inst;
      * they live until destroy; json_incref config to keep it).
      */
