@@ -27,7 +27,9 @@ static const char usage[] =
     "\n"
     "Render a Mustache template (as used in rule files) against JSON data and\n"
     "print the result. --escape chooses how {{name}} values are escaped\n"
-    "(default none); {{{name}}} and {{&name}} are never escaped.\n";
+    "(default none); {{{name}}} and {{&name}} are never escaped.\n"
+    "exit: 0 rendered, 1 the result is over the render limit (16 MiB or 1,000,000\n"
+    "      values) or cannot be written, 2 usage, template or data errors\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -133,7 +135,10 @@ int wh_cmd_render(int argc, char **argv)
 
     int rc = wh_tpl_render(tpl, ctx, esc, &out);
     if (rc != WH_OK) {
-        fprintf(stderr, "wirehub render: %s\n", wh_strerror(rc));
+        fprintf(stderr, "wirehub render: %s\n",
+                rc == WH_ERR_NOMEM ? "the result is over the render limit (16 MiB or 1,000,000 "
+                                     "values)"
+                                   : wh_strerror(rc));
         status = WH_EXIT_FAIL;
         goto done;
     }

@@ -163,6 +163,24 @@ static void respond(pass *p, waiter *w, json_t *response)
     w->responded = 1;
 }
 
+/* What a step says when its templates cannot be rendered: the result would pass
+   a limit (rules.h: 16 MiB or 1,000,000 nodes per render), or memory ran out. */
+#define RENDER_FAILED                                                                              \
+    "cannot render the step's templates: the result would exceed 16 MiB or 1,000,000 values"
+
+/* A rendered respond; NULL means its templates could not be rendered: said in the
+   log, and the caller gets the fallback (from the deadline or the run's end). */
+static void respond_rendered(pass *p, run *r, json_t *response)
+{
+    if (!response) {
+        wh_error("engine", "rule %s: cannot render its respond (over the 16 MiB or "
+                 "1,000,000-value limit); the caller gets the fallback",
+                 wh_rule_name(r->rule));
+        return;
+    }
+    respond(p, r->w, response);
+}
+
 static void run_free(pass *p, run *r)
 {
     waiter_release(p, r->w);
@@ -263,7 +281,8 @@ static void advance(wh_engine *e, pass *p, run *r)
         case WH_STEP_CALL: {
             json_t *args = wh_step_render_with(s, r->ctx);
             if (!args) {
-                args = json_object();
+                run_failed(p, r, wh_step_instance(s), wh_step_op(s), RENDER_FAILED);
+                return;
             }
             snprintf(r->call_id, sizeof r->call_id, "%s.%zu", r->id, r->step + 1);
             wh_sqlbatch_add(p->sql,
@@ -285,7 +304,7 @@ static void advance(wh_engine *e, pass *p, run *r)
             return;
         }
         case WH_STEP_RESPOND:
-            respond(p, r->w, wh_step_render_respond(s, r->ctx));
+            respond_rendered(p, r, wh_step_render_respond(s, r->ctx));
             break;
         case WH_STEP_AWAIT: {
             /* a conversation for the await part; the run goes on without waiting */
@@ -294,6 +313,13 @@ static void advance(wh_engine *e, pass *p, run *r)
             char *key = wh_step_render_key(s, r->ctx);
             json_t *args = wh_step_render_with(s, r->ctx);
             json_t *vars = wh_step_render_vars(s, r->ctx);
+            if (!key || !args || !vars) {
+                free(key);
+                json_decref(args);
+                json_decref(vars);
+                run_failed(p, r, wh_step_instance(s), wh_step_op(s), RENDER_FAILED);
+                return;
+            }
             json_t *collect = NULL;
             json_t *crit = wh_step_render_collect_if(s, r->ctx);
             if (crit) {
@@ -399,7 +425,9 @@ static void start_run(wh_engine *e, pass *p, wh_rules *rules, const wh_rule *rul
     if (w) {
         w->refs++;
         r->w = w;
-        respond(p, w, wh_rule_render_respond(rule, r->ctx));
+        if (wh_rule_has_respond(rule)) {
+            respond_rendered(p, r, wh_rule_render_respond(rule, r->ctx));
+        }
     }
     advance(e, p, r);
 }

@@ -103,6 +103,25 @@ class EngineTest(HubTest):
         self.assertRegex(r.stderr.decode(), r"main\.yaml:\d+:\d+: argument 'text' for "
                          r"console\.say must be a string, got \[1,2\]")
 
+    def test_a_template_over_the_render_limit_fails_the_run_saying_so(self):
+        # 1,100 x 1,100 section passes render past the 1,000,000-value limit: the
+        # run fails naming the reason (not a call with every argument lost)
+        rules = RULES + """
+  - name: huge
+    on: in/huge
+    do:
+      - call: console.say
+        with: { text: "{{#body.l}}{{#body.l}}x{{/body.l}}{{/body.l}}" }
+"""
+        h = self.start(rules=rules)
+        tail = Tail(h, "in/hub/")
+        s, b = h.json_request("POST", "/hooks/in/huge", {"l": list(range(1100))})
+        self.assertEqual(s, 200, b)
+        m = tail.wait_message(lambda m: m.get("kind") == "call_failed")
+        self.assertEqual(m["data"]["rule"], "huge")
+        self.assertIn("cannot render the step's templates", m["data"]["error"])
+        self.assertEqual(h.out.text(), "", "nothing was said")
+
     def test_waiting_caller_gets_respond(self):
         h = self.start()
         s, b = h.json_request("POST", "/hooks/ask", {"q": "hello", "name": "Ana"})
