@@ -93,9 +93,8 @@ static int writable_by_others(const char *dir, json_t *errors)
 
 wh_rules *wh_ruleset_load(const wh_config *cfg, json_t *errors)
 {
-    if (writable_by_others(cfg->rules_dir, errors)) {
-        return NULL;
-    }
+    /* refused, but the files are still read: every other error is listed too */
+    int unsafe = writable_by_others(cfg->rules_dir, errors);
     struct stat st;
     names n = {cfg, {0}, {0}};
     wh_rules_schema schema = {has_instance, find_op, instance_names, op_names, &n, respond_keys};
@@ -108,5 +107,8 @@ wh_rules *wh_ruleset_load(const wh_config *cfg, json_t *errors)
     }
     wh_buf_free(&n.instances);
     wh_buf_free(&n.ops);
+    if (unsafe) {
+        wh_rules_unref(&rules);
+    }
     return rules;
 }

@@ -80,7 +80,9 @@ class HardeningTest(HubTest):
         wait_until(lambda: tls.count >= 1, 10, "the insecure call delivered")
 
     def test_refuses_rules_other_users_can_write(self):
-        h = Hub("connectors:\n  in: { type: webhook }\n", files={"rules/r.yaml": "rules: []\n"})
+        h = Hub("connectors:\n  in: { type: webhook }\n",
+                files={"rules/r.yaml": "rules: []\n",
+                       "rules/s.yaml": "rules:\n  - name: x\n    on: nobody/x\n"})
         self.hubs.append(h)
         os.chmod(os.path.join(h.dir, "rules"), 0o777)
         r = h.cmd("check", "-c", h.config_path)
@@ -91,6 +93,8 @@ class HardeningTest(HubTest):
         r = h.cmd("run", "-c", h.config_path)
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"refusing to load a rule file other users can write", r.stderr)
+        # the refusal does not hide the other files' errors
+        self.assertIn(b"s.yaml:3:9: unknown instance 'nobody'", r.stderr)
 
     def test_refuses_a_state_file_other_users_can_write(self):
         h = Hub("connectors:\n  in: { type: webhook }\n")
