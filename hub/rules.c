@@ -867,9 +867,9 @@ static int64_t duration_member(loader *L, const json_t *step, const char *ptr, c
         if (s[0] >= '0' && s[0] <= '9') {
             ms = wh_parse_duration_ms(s);
         }
-    } else if (json_is_integer(v) && json_integer_value(v) >= 0 &&
-               json_integer_value(v) < 9000000000000LL) {
-        ms = json_integer_value(v) * 1000;
+    } else if (json_is_number(v) && json_number_value(v) >= 0 &&
+               json_number_value(v) < 9000000000000.0) {
+        ms = (int64_t)(json_number_value(v) * 1000);
     }
     if (ms < 0) {
         VERR(L, kp, "'%s' must be a duration like 20s, 30m or 2h", key);
@@ -1324,8 +1324,12 @@ static void compile_rule(loader *L, const json_t *item, const char *ptr)
                 rule->debounce_key =
                     compile_tpl_string(L, key, wh_ptr_child(kp, sizeof kp, p, "key"), "key");
             }
+            /* as every duration in a rule: a string, or a number of seconds */
             int64_t ms = json_is_string(window) ? wh_parse_duration_ms(json_string_value(window))
-                                                : -1;
+                         : json_is_number(window) && json_number_value(window) >= 0 &&
+                                 json_number_value(window) <= 86400
+                             ? (int64_t)(json_number_value(window) * 1000)
+                             : -1;
             if (!window) {
                 VERR(L, p, "debounce has no 'for' (a duration like 10s)");
             } else if (ms < 100 || ms > 86400000) {

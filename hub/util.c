@@ -217,31 +217,54 @@ int64_t wh_parse_duration_ms(const char *s)
     if (!s || !*s) {
         return -1;
     }
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0) {
-        return -1;
+    /* "90" (seconds), "500ms", "1.5h", or parts in a row: "1m30s", "1h 30m" */
+    double total = 0;
+    const char *p = s;
+    int parts = 0;
+    while (*p) {
+        if (parts && *p == ' ') {
+            p++;
+            continue;
+        }
+        if (!(*p >= '0' && *p <= '9') && *p != '.') {
+            return -1; /* no sign, no leading space, no hex or inf */
+        }
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (errno || end == p || v < 0) {
+            return -1;
+        }
+        for (const char *q = p; q < end; q++) {
+            if (!(*q >= '0' && *q <= '9') && *q != '.') {
+                return -1; /* plain decimals only: no 0x10, no 1e3 */
+            }
+        }
+        double mult;
+        size_t ulen;
+        if (strncmp(end, "ms", 2) == 0) {
+            mult = 1, ulen = 2;
+        } else if (*end == 's') {
+            mult = 1000, ulen = 1;
+        } else if (*end == 'm') {
+            mult = 60000, ulen = 1;
+        } else if (*end == 'h') {
+            mult = 3600000, ulen = 1;
+        } else if (*end == 'd') {
+            mult = 86400000, ulen = 1;
+        } else if (*end == '\0' && parts == 0) {
+            mult = 1000, ulen = 0; /* a bare number: seconds */
+        } else {
+            return -1;
+        }
+        total += v * mult;
+        if (total > 9.0e15) {
+            return -1;
+        }
+        p = end + ulen;
+        parts++;
     }
-    double mult;
-    if (*end == '\0' || strcmp(end, "s") == 0) {
-        mult = 1000;
-    } else if (strcmp(end, "ms") == 0) {
-        mult = 1;
-    } else if (strcmp(end, "m") == 0) {
-        mult = 60000;
-    } else if (strcmp(end, "h") == 0) {
-        mult = 3600000;
-    } else if (strcmp(end, "d") == 0) {
-        mult = 86400000;
-    } else {
-        return -1;
-    }
-    double ms = v * mult;
-    if (ms > 9.0e15) {
-        return -1;
-    }
-    return (int64_t)ms;
+    return parts ? (int64_t)total : -1;
 }
 
 int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen)

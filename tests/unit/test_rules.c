@@ -533,6 +533,25 @@ static void test_debounce(void)
         json_decref(ctx);
     }
     wh_rules_unref(&r);
+    /* durations read alike everywhere: a number of seconds, units, parts in a row */
+    const char *forms[][2] = {{"10", "10000"}, {"1m30s", "90000"}, {"\"1h 30m\"", "5400000"},
+                              {"1.5m", "90000"}, {"2.5", "2500"}, {"250ms", "250"}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "rules:\n  - name: n\n    on: team/reply\n"
+                 "    debounce: { key: k, for: %s }\n",
+                 forms[i][0]);
+        r = wh_rules_load_text("ok.yaml", text, strlen(text), NULL, errors);
+        CHECK(r != NULL);
+        CHECK_INT(r ? wh_rule_debounce_ms(wh_rules_get(r, 0)) : -1, atoll(forms[i][1]));
+        wh_rules_unref(&r);
+    }
+    const char *bad[] = {"1x", "-5s", "s", "1m30", "inf", " 5s", "1h-2m", "0x10"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(wh_parse_duration_ms(bad[i]), -1);
+    }
+    CHECK_INT(wh_parse_duration_ms("1d2h3m4s5ms"), 93784005);
     json_decref(errors);
 }
 
