@@ -437,35 +437,161 @@ static size_t mustache_tag_len(const char *s)
  * character reference, that each '<' starts a tag, and — when no section can
  * drop a tag — that the tags nest. Returns 0, or 1 with the problem in why.
  */
-static int ssml_problem(const char *s, char *why, size_t whysize)
+/* Whether the text at p ('&') starts one of XML's five entities or a character
+   reference; its length in *len. */
+static int xml_entity(const char *p, size_t *len)
 {
     static const char *const ents[] = {"amp;", "lt;", "gt;", "quot;", "apos;"};
+    for (size_t i = 0; i < sizeof ents / sizeof ents[0]; i++) {
+        if (strncmp(p + 1, ents[i], strlen(ents[i])) == 0) {
+            *len = 1 + strlen(ents[i]);
+            return 1;
+        }
+    }
+    if (p[1] != '#') {
+        return 0;
+    }
+    const char *q = p + 2;
+    int hex = *q == 'x';
+    q += hex;
+    const char *digits = q;
+    while (hex ? isxdigit((unsigned char)*q) : isdigit((unsigned char)*q)) {
+        q++;
+    }
+    *len = (size_t)(q - p) + 1;
+    return q > digits && *q == ';';
+}
+
+static int xml_name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '-' || c == ':' || c == '.';
+}
+
+/*
+ * Read a tag's attributes from q (just past its name) to its '>': each must be
+ * name="value" or name='value', once, with no '<' in the value and each '&'
+ * an entity (Mustache tags in a value are left to the render, which escapes).
+ * Returns the position of the '>' (or of "/>"'s '/'), or NULL with why set.
+ */
+static const char *ssml_attributes(const char *q, size_t at, char *why, size_t whysize)
+{
+    char seen[8][32];
+    int nseen = 0;
+    for (;;) {
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') {
+            q++;
+        }
+        size_t tag = mustache_tag_len(q);
+        if (tag) {
+            q += tag; /* {{#x}}attr="…"{{/x}}: whatever renders there, the render escapes */
+            continue;
+        }
+        if (*q == '>' || (*q == '/' && q[1] == '>')) {
+            return q;
+        }
+        if (!*q) {
+            snprintf(why, whysize, "the tag at character %zu is never closed with '>'", at);
+            return NULL;
+        }
+        const char *name = q;
+        while (xml_name_char(*q)) {
+            q++;
+        }
+        size_t nlen = (size_t)(q - name);
+        if (nlen == 0 || isdigit((unsigned char)*name) || *name == '-' || *name == '.') {
+            snprintf(why, whysize, "the tag at character %zu has a malformed attribute", at);
+            return NULL;
+        }
+        for (int i = 0; i < nseen; i++) {
+            if (strlen(seen[i]) == nlen && strncmp(seen[i], name, nlen) == 0) {
+                snprintf(why, whysize, "the tag at character %zu repeats the attribute '%.31s'",
+                         at, seen[i]);
+                return NULL;
+            }
+        }
+        if (nseen < 8 && nlen < sizeof seen[0]) {
+            memcpy(seen[nseen], name, nlen);
+            seen[nseen++][nlen] = '\0';
+        }
+        while (*q == ' ' || *q == '\t') {
+            q++;
+        }
+        if (*q != '=') {
+            snprintf(why, whysize, "attribute '%.*s' at character %zu needs a quoted value",
+                     (int)(nlen > 31 ? 31 : nlen), name, at);
+            return NULL;
+        }
+        q++;
+        while (*q == ' ' || *q == '\t') {
+            q++;
+        }
+        if (*q != '"' && *q != '\'') {
+            snprintf(why, whysize, "attribute '%.*s' at character %zu needs a quoted value",
+                     (int)(nlen > 31 ? 31 : nlen), name, at);
+            return NULL;
+        }
+        char quote = *q++;
+        while (*q && *q != quote) {
+            size_t t = mustache_tag_len(q);
+            size_t elen;
+            if (t) {
+                q += t;
+            } else if (*q == '<') {
+                snprintf(why, whysize,
+                         "'<' in attribute '%.*s' at character %zu: write &lt; for the character",
+                         (int)(nlen > 31 ? 31 : nlen), name, at);
+                return NULL;
+            } else if (*q == '&' && !xml_entity(q, &elen)) {
+                snprintf(why, whysize,
+                         "'&' in attribute '%.*s' at character %zu does not start an entity: "
+                         "write &amp; for the character",
+                         (int)(nlen > 31 ? 31 : nlen), name, at);
+                return NULL;
+            } else {
+                q++;
+            }
+        }
+        if (!*q) {
+            snprintf(why, whysize, "the tag at character %zu is never closed with '>'", at);
+            return NULL;
+        }
+        q++;
+    }
+}
+
+/*
+ * Whether an SSML template's own text is well-formed XML, as Alexa and Google
+ * require (a value inserted by a tag is escaped when rendered; the text around
+ * it is not). Checks that each '&' starts one of XML's five entities or a
+ * character reference, that each '<' starts a tag whose attributes are
+ * quoted, single and free of '<', and — when no section can drop a tag — that
+ * the tags nest in one root with nothing after it. Returns 0, or 1 with the
+ * problem in why.
+ */
+static int ssml_problem(const char *s, char *why, size_t whysize)
+{
     char stack[16][32];
-    int depth = 0, sections = strstr(s, "{{#") || strstr(s, "{{^");
+    int depth = 0, sections = strstr(s, "{{#") || strstr(s, "{{^"), rooted = 0;
     size_t at = 0; /* characters of text, for the message */
     for (const char *p = s; *p;) {
         size_t tag = mustache_tag_len(p);
         if (tag) {
+            if (!sections && rooted && depth == 0) {
+                snprintf(why, whysize, "text after the closing </speak> (SSML has one root)");
+                return 1;
+            }
             p += tag;
             continue;
         }
         at++;
+        if (!sections && rooted && depth == 0 && !isspace((unsigned char)*p)) {
+            snprintf(why, whysize, "%s after the closing </speak> (SSML has one root)",
+                     *p == '<' ? "another element" : "text");
+            return 1;
+        }
+        size_t elen;
         if (*p == '&') {
-            int ok = 0;
-            for (size_t i = 0; i < sizeof ents / sizeof ents[0] && !ok; i++) {
-                ok = strncmp(p + 1, ents[i], strlen(ents[i])) == 0;
-            }
-            if (!ok && p[1] == '#') {
-                const char *q = p + 2;
-                int hex = *q == 'x';
-                q += hex;
-                const char *digits = q;
-                while (hex ? isxdigit((unsigned char)*q) : isdigit((unsigned char)*q)) {
-                    q++;
-                }
-                ok = q > digits && *q == ';';
-            }
-            if (!ok) {
+            if (!xml_entity(p, &elen)) {
                 snprintf(why, whysize,
                          "'&' at character %zu does not start an entity: write &amp; for "
                          "the character",
@@ -498,24 +624,31 @@ static int ssml_problem(const char *s, char *why, size_t whysize)
             return 1;
         }
         const char *name = q;
-        while (isalnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == ':' || *q == '.') {
+        while (xml_name_char(*q)) {
             q++;
         }
         size_t nlen = (size_t)(q - name);
-        /* to the tag's '>', past quoted attribute values (which may hold Mustache tags) */
-        char quote = 0;
-        for (; *q && (quote || *q != '>'); q++) {
-            if (quote) {
-                quote = *q == quote ? 0 : quote;
-            } else if (*q == '"' || *q == '\'') {
-                quote = *q;
+        if (closing) {
+            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') {
+                q++;
+            }
+            if (*q != '>') {
+                snprintf(why, whysize, "the closing tag at character %zu is malformed", at);
+                return 1;
+            }
+        } else {
+            if (*q && *q != '>' && *q != '/' && !isspace((unsigned char)*q) &&
+                !mustache_tag_len(q)) {
+                snprintf(why, whysize, "the tag name at character %zu is malformed", at);
+                return 1;
+            }
+            q = ssml_attributes(q, at, why, whysize);
+            if (!q) {
+                return 1;
             }
         }
-        if (!*q) {
-            snprintf(why, whysize, "the tag at character %zu is never closed with '>'", at);
-            return 1;
-        }
-        int empty = q[-1] == '/';
+        int empty = *q == '/';
+        q += empty; /* at the '>' */
         if (!sections && closing) {
             int n = (int)(nlen > 31 ? 31 : nlen);
             if (depth == 0) {
@@ -536,6 +669,7 @@ static int ssml_problem(const char *s, char *why, size_t whysize)
                 memcpy(stack[depth], name, nlen);
                 stack[depth][nlen] = '\0';
                 depth++;
+                rooted = 1;
             }
         }
         at += (size_t)(q - p);

@@ -1176,6 +1176,20 @@ static void test_ssml_text(void)
     EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>hi"), want);
     snprintf(want, sizeof want, "%s%s", pre, "the tag at character 11 is never closed with '>'");
     EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>hi <break"), want);
+    snprintf(want, sizeof want, "%s%s", pre, "text after the closing </speak> (SSML has one root)");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>a</speak>trailing"), want);
+    snprintf(want, sizeof want, "%s%s", pre,
+             "another element after the closing </speak> (SSML has one root)");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>x</speak><speak>y</speak>"), want);
+    snprintf(want, sizeof want, "%s%s", pre,
+             "attribute 'a' at character 8 needs a quoted value");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak><p a=1>x</p></speak>"), want);
+    snprintf(want, sizeof want, "%s%s", pre,
+             "the tag at character 8 repeats the attribute 'a'");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak><p a='1' a='2'>x</p></speak>"), want);
+    snprintf(want, sizeof want, "%s%s", pre,
+             "'<' in attribute 'x' at character 8: write &lt; for the character");
+    EXPECT_ERRORS("t.yaml", SSML_RULE("<speak><p x='a<b'>x</p></speak>"), want);
     /* entities, character references, attributes holding tags, empty tags, comments, and
        tags inside sections (whose nesting depends on the data: not checked) are fine */
     const char *fine[] = {
@@ -1183,6 +1197,8 @@ static void test_ssml_text(void)
                   "<break time='1s'/> <emphasis level=\\\"strong\\\">{{x}}</emphasis> "
                   "<audio src=\\\"{{url}}?a=1&amp;b=2\\\" /><!-- a > b --></speak>"),
         SSML_RULE("<speak>{{#a}}<emphasis>{{/a}}x{{#a}}</emphasis>{{/a}}</speak>"),
+        SSML_RULE("  <speak><prosody rate='slow' pitch = \\\"+5%\\\">{{t}}</prosody> "
+                  "<say-as interpret-as='digits' >{{n}}</say-as></speak>  "),
         SSML_RULE("Q&A <not SSML>: plain text is sent as it is"),
         NULL};
     for (int i = 0; fine[i]; i++) {
