@@ -133,6 +133,7 @@ int wh_call_complete(wh_call *c, wh_outcome outcome, json_t *result, long retry_
         return WH_ERR_STATE;
     }
     c->outcome = outcome;
+    wh_json_nul_to_fffd(result); /* recorded and published as JSON text: keep it readable */
     c->result = result;
     c->retry_after_ms = retry_after_ms;
     c->error = error ? strdup(error) : NULL;

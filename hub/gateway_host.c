@@ -118,6 +118,8 @@ int wh_wh_emit(wh_webhook *wh, const char *kind, json_t *data)
     if (!wh_name_ok(kind)) {
         return WH_ERR_INVALID;
     }
+    /* a NUL inside a string would make the journaled event unreadable: never lose it */
+    wh_json_nul_to_fffd(data);
     json_t *ev = json_pack("{s:s, s:O}", "kind", kind, "data", data ? data : json_null());
     if (!ev || json_array_append_new(wh->events, ev) != 0) {
         return WH_ERR_NOMEM;

@@ -90,6 +90,7 @@ static int host_publish(wh_instance *inst, const char *kind, json_t *data)
     if (!wh_name_ok(kind)) {
         return WH_ERR_INVALID;
     }
+    wh_json_nul_to_fffd(data); /* a NUL inside a string could not be read back */
     json_incref(data);
     json_t *env = wh_env_new(inst->name, kind, data);
     if (!env) {

@@ -274,3 +274,52 @@ int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
     }
     return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
 }
+
+static size_t nul_to_fffd(json_t *v, int depth)
+{
+    if (!v || depth > 4096) {
+        return 0;
+    }
+    size_t changed = 0;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (!memchr(s, '\0', len)) {
+            return 0;
+        }
+        wh_buf b = {0};
+        for (size_t i = 0; i < len; i++) {
+            if (s[i]) {
+                wh_buf_append(&b, s + i, 1);
+            } else {
+                wh_buf_append(&b, "\xEF\xBF\xBD", 3);
+            }
+        }
+        if (b.data) {
+            json_string_setn_nocheck(v, b.data, b.len);
+        }
+        wh_buf_free(&b);
+        return 1;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x)
+        {
+            changed += nul_to_fffd(x, depth + 1);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            changed += nul_to_fffd(x, depth + 1);
+        }
+    }
+    return changed;
+}
+
+size_t wh_json_nul_to_fffd(json_t *v)
+{
+    return nul_to_fffd(v, 0);
+}

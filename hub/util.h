@@ -50,4 +50,12 @@ int64_t wh_parse_duration_ms(const char *s);
 
 /** Constant-time equality of two buffers (1 equal, 0 not; lengths compared too). */
 int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+/**
+ * Replace each NUL character inside the strings of `v` (recursively) with
+ * U+FFFD: what the hub journals and publishes is read back with jansson,
+ * which refuses "\u0000". Returns the number of strings changed.
+ * Ownership: edits v in place.
+ */
+size_t wh_json_nul_to_fffd(json_t *v);
+
 #endif

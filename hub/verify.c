@@ -155,7 +155,9 @@ json_t *wh_form_decode(const char *body, size_t len)
         size_t key_raw = eq ? (size_t)(eq - seg) : seg_len;
         long klen = form_unescape(seg, key_raw, key);
         long vlen = eq ? form_unescape(eq + 1, seg_len - key_raw - 1, val) : 0;
+        /* no NUL either: "%00" could not be read back from the journal as JSON text */
         if (klen < 0 || vlen < 0 || memchr(key, '\0', (size_t)klen) ||
+            memchr(val, '\0', (size_t)vlen) ||
             !utf8_valid((const unsigned char *)key, (size_t)klen) ||
             !utf8_valid((const unsigned char *)val, (size_t)vlen)) {
             goto fail;

@@ -706,7 +706,7 @@ int slack_webhook(void *state, const wh_request *req, wh_webhook *wh)
     json_t *form = h->form_decode(body, len);
     if (!form) {
         return refuse(h, wh, 400, "bad_form",
-                      "malformed form body (a bad %-escape or invalid UTF-8)");
+                      "malformed form body (a bad %-escape, invalid UTF-8 or %00)");
     }
     int rc;
     const char *payload = jstr(form, "payload");

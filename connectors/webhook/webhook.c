@@ -483,7 +483,7 @@ static int webhook_webhook(void *state, const wh_request *req, wh_webhook *wh)
         parsed = h->form_decode(body, body_len);
         if (!parsed) {
             return refuse(h, wh, 400, "bad_form",
-                          "malformed form body (a bad %-escape or invalid UTF-8)");
+                          "malformed form body (a bad %-escape, invalid UTF-8 or %00)");
         }
     } else {
         snprintf(detail, sizeof detail,

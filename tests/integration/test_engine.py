@@ -122,6 +122,27 @@ class EngineTest(HubTest):
         self.assertIn("cannot render the step's templates", m["data"]["error"])
         self.assertEqual(h.out.text(), "", "nothing was said")
 
+    def test_a_nul_in_a_result_reaches_the_next_step_as_u_fffd(self):
+        # a text body with a NUL byte: the outcome stays readable JSON, so the run
+        # goes on at once with the text (the NUL as U+FFFD), not after a sweep
+        self.api.script["/nul"] = [(200, {"Content-Type": "text/plain"}, b"a\x00b")]
+        rules = RULES + """
+  - name: nul
+    on: in/nul
+    do:
+      - call: api.request
+        with: { url: "%(url)s/nul" }
+        as: r
+      - call: console.say
+        with: { text: "got {{r.status}} {{r.body}}" }
+"""
+        h = self.start(rules=rules)
+        s, b = h.json_request("POST", "/hooks/in/nul", {})
+        self.assertEqual(s, 200, b)
+        line = h.out.wait_for(r"^\[console\] got ", timeout=8)
+        self.assertEqual(line.string, "[console] got 200 a\ufffdb")
+        self.assertNotIn("had not delivered", h.err.text())
+
     def test_waiting_caller_gets_respond(self):
         h = self.start()
         s, b = h.json_request("POST", "/hooks/ask", {"q": "hello", "name": "Ana"})
