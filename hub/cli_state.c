@@ -205,12 +205,22 @@ int wh_cmd_outbox(int argc, char **argv)
     } else {
         const char *sql =
             dead ? "SELECT id, state, attempts, next_at_ms AS next_at, instance || '.' || op AS "
-                   "call, last_error FROM outbox WHERE state = 'dead' ORDER BY updated_ms"
+                   "call, last_error, result FROM outbox WHERE state = 'dead' ORDER BY updated_ms"
             : all ? "SELECT id, state, attempts, next_at_ms AS next_at, instance || '.' || op AS "
-                    "call, last_error FROM outbox ORDER BY created_ms"
+                    "call, last_error, result FROM outbox ORDER BY created_ms"
                   : "SELECT id, state, attempts, next_at_ms AS next_at, instance || '.' || op "
-                    "AS call, last_error FROM outbox WHERE state != 'done' ORDER BY created_ms";
+                    "AS call, last_error, result FROM outbox WHERE state != 'done' ORDER BY "
+                    "created_ms";
         json_t *rows = rows_of(st, sql, NULL);
+        /* --json: the last answer as JSON (an API's error body), when there was one */
+        size_t ri;
+        json_t *row;
+        json_array_foreach(rows, ri, row)
+        {
+            const char *res = json_string_value(json_object_get(row, "result"));
+            json_t *v = res ? json_loads(res, JSON_DECODE_ANY, NULL) : NULL;
+            json_object_set_new(row, "result", v ? v : json_null());
+        }
         static const char *const cols[] = {"id", "state", "attempts", "next_at", "call",
                                            "last_error", NULL};
         static const int widths[] = {40, 8, 8, 24, 28, 0};

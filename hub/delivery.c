@@ -215,12 +215,13 @@ static void publish_outcome(struct wh_delivery *d, job *j)
         wh_warn(j->inst->name, "dead letter %s not announced as hub/dead_letter: its rule was "
                 "started by a failure event (announcing it would loop)", job_id(j));
     } else if (strcmp(j->state, "dead") == 0) {
-        json_t *data = json_pack("{s:O, s:O, s:O, s:O, s:i, s:s?}", "call",
+        /* with the API's last answer when there was one (its error body, for alerts) */
+        json_t *data = json_pack("{s:O, s:O, s:O, s:O, s:i, s:s?, s:O?}", "call",
                                  json_object_get(j->call, "call"), "run",
                                  json_object_get(j->call, "run"), "instance",
                                  json_object_get(j->call, "instance"), "operation",
                                  json_object_get(j->call, "op"), "attempts", j->attempt, "error",
-                                 j->error);
+                                 j->error, "result", j->result);
         json_t *env = data ? wh_env_new("hub", "dead_letter", data) : NULL;
         if (env) {
             wh_pub_send(d->pub, "in/hub/dead_letter", env);

@@ -67,10 +67,15 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
         name[i] = (char)tolower((unsigned char)key[i]);
     }
     name[i] = '\0';
-    json_t *v = json_string(value ? value : "");
-    if (v) { /* a header that is not UTF-8 is left out */
-        json_object_set_new(obj, name, v);
+    /* a stray byte (Latin-1) becomes U+FFFD rather than losing the header */
+    json_t *v = value ? wh_json_string_lossy(value, strlen(value)) : json_string("");
+    json_t *k = wh_json_string_lossy(name, strlen(name));
+    if (v && k) {
+        json_object_set_new(obj, json_string_value(k), v);
+    } else {
+        json_decref(v);
     }
+    json_decref(k);
     return MHD_YES;
 }
 
@@ -89,10 +94,15 @@ const json_t *wh_req_headers(const wh_request *r)
 static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *value)
 {
-    json_t *v = json_string(value ? value : "");
-    if (v) { /* an argument that is not UTF-8 is left out */
-        json_object_set_new(cls, key, v);
+    /* an argument that is not UTF-8 (%FF) is kept, its stray bytes as U+FFFD */
+    json_t *v = value ? wh_json_string_lossy(value, strlen(value)) : json_string("");
+    json_t *k = wh_json_string_lossy(key, strlen(key));
+    if (v && k) {
+        json_object_set_new(cls, json_string_value(k), v);
+    } else {
+        json_decref(v);
     }
+    json_decref(k);
     return MHD_YES;
 }
 

@@ -160,6 +160,7 @@ static void finish(xfer *x, int status, const char *error, int timed_out)
     r.status = status;
     r.error = error;
     r.timed_out = timed_out;
+    r.too_large = status == 0 && x->overflow;
     r.body = x->body.data ? x->body.data : "";
     r.body_len = x->body.len;
     r.headers = x->resp_headers;
@@ -307,7 +308,9 @@ static void drain_done(wh_http *h)
             curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
             finish(x, (int)status, NULL, 0);
         } else if (x->overflow) {
-            finish(x, 0, "response larger than the size limit", 0);
+            char why[96];
+            snprintf(why, sizeof why, "response larger than the %zu-byte limit", x->cap);
+            finish(x, 0, why, 0);
         } else {
             char why[CURL_ERROR_SIZE + 64];
             snprintf(why, sizeof why, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
@@ -541,6 +544,13 @@ int wh_http_submit_ex(wh_http *h, const wh_http_request *req, int insecure_tls, 
     int bad = !x->method || !x->url || !x->resp_headers || !x->hdrs;
     for (size_t i = 0; !bad && i < nh; i++) {
         bad = !(x->hdrs[i] = strdup(req->headers[i]));
+        /* "Name:" with nothing after it: libcurl would drop the header; "Name;" is how it
+           sends one with an empty value, which is what "Name: " says */
+        char *colon = bad ? NULL : strchr(x->hdrs[i], ':');
+        if (colon && colon > x->hdrs[i] && strspn(colon + 1, " \t") == strlen(colon + 1)) {
+            colon[0] = ';';
+            colon[1] = '\0';
+        }
     }
     if (!bad && req->body_len) {
         x->req_body = malloc(req->body_len);

@@ -323,3 +323,54 @@ size_t wh_json_nul_to_fffd(json_t *v)
 {
     return nul_to_fffd(v, 0);
 }
+
+/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0], cp, min;
+    size_t len;
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2, min = 0x80, cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3, min = 0x800, cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len) {
+        return 0;
+    }
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[k] & 0x3Fu);
+    }
+    return cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0 : len;
+}
+
+json_t *wh_json_string_lossy(const char *s, size_t n)
+{
+    json_t *j = json_stringn(s, n);
+    if (j || !s) {
+        return j;
+    }
+    wh_buf b = {0};
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (k && s[i]) {
+            wh_buf_append(&b, s + i, k);
+            i += k;
+        } else {
+            wh_buf_append(&b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+    j = json_stringn_nocheck(b.data ? b.data : "", b.len);
+    wh_buf_free(&b);
+    return j;
+}

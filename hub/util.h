@@ -58,4 +58,11 @@ int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
  */
 size_t wh_json_nul_to_fffd(json_t *v);
 
+/**
+ * A JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD (so a header
+ * or query value with a stray byte is kept, not dropped). New reference, or
+ * NULL when out of memory.
+ */
+json_t *wh_json_string_lossy(const char *s, size_t n);
+
 #endif

@@ -636,7 +636,7 @@ void fh_http_answer(fh_exchange *ex, int status, const char *body, const char *h
         headers = json_object();
     }
     wh_http_response r = {
-        status, status ? NULL : "Connection refused", 0, body, body ? strlen(body) : 0, headers};
+        status, status ? NULL : "Connection refused", 0, body, body ? strlen(body) : 0, headers, 0};
     fh_http_respond(ex, &r);
     json_decref(headers);
 }

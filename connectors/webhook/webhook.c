@@ -679,7 +679,9 @@ static void request_done(void *user, const wh_http_response *r)
     if (r->status == 0) {
         snprintf(err, sizeof err, "request: %s",
                  r->timed_out ? "timed out" : (r->error ? r->error : "no response"));
-        h->complete(ctx->call, WH_CALL_RETRY, NULL, 0, err);
+        /* an answer over the size cap is the same answer next time: not retried */
+        int too_large = h->abi_minor >= 1 && r->too_large;
+        h->complete(ctx->call, too_large ? WH_CALL_FAIL : WH_CALL_RETRY, NULL, 0, err);
         free(ctx);
         return;
     }

@@ -272,7 +272,7 @@ static void fetch_done(int i, int status, const char *body, int timed_out)
     }
     wh_http_response r = {
         status, status ? NULL : "Connection refused", timed_out, body, body ? strlen(body) : 0,
-        NULL};
+        NULL, 0};
     fh_http_respond(e, &r);
 }
 

@@ -106,7 +106,7 @@ static void answer_ex(fh_exchange *ex, int status, const char *header, const cha
     json_object_set_new(hdrs, "content-type", json_string("application/json; charset=utf-8"));
     wh_http_response r = {
         status, status ? NULL : "Connection refused", 0, body ? body : "", body ? strlen(body) : 0,
-        hdrs};
+        hdrs, 0};
     fh_http_respond(ex, &r);
     json_decref(hdrs);
 }
@@ -872,8 +872,8 @@ static void test_bot_message_pushed_and_polled(void)
         "{\"type\":\"message\",\"subtype\":\"bot_message\",\"bot_id\":\"BCI\","
         "\"username\":\"CI\",\"text\":\"deployed\",\"ts\":\"1700000021.000100\","
         "\"thread_ts\":\"1700000000.000100\"}",
-        "{\"type\":\"message\",\"subtype\":\"bot_message\",\"bot_id\":\"BANON\","
-        "\"text\":\"beep\",\"ts\":\"1700000022.000100\",\"thread_ts\":\"1700000000.000100\"}",
+        ("{\"type\":\"message\",\"subtype\":\"bot_message\",\"bot_id\":\"BANON\","
+         "\"text\":\"beep\",\"ts\":\"1700000022.000100\",\"thread_ts\":\"1700000000.000100\"}"),
     };
     enum { N = sizeof msgs / sizeof msgs[0] };
     const char *const authors[N] = {"Other Bot", "CI", "BANON"};

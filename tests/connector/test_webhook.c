@@ -392,7 +392,7 @@ static void respond(int status, const char *body, const char *h1, const char *v1
     if (h1) {
         json_object_set_new(headers, h1, json_string(v1));
     }
-    wh_http_response r = {status, err, timed_out, body, body ? strlen(body) : 0, headers};
+    wh_http_response r = {status, err, timed_out, body, body ? strlen(body) : 0, headers, 0};
     fh_http_respond(e, &r);
     json_decref(headers);
 }

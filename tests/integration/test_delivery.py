@@ -66,6 +66,20 @@ class DeliveryTest(HubTest):
         db.close()
         self.assertEqual(rows, [("done", "{}")])
 
+    def test_a_header_with_an_empty_value_is_sent(self):
+        h = self.hub(CONFIG % {"attempts": 8, "timeout": 30000},
+                     files={"rules/r.yaml": """
+rules:
+  - name: hdr
+    on: in/*
+    do:
+      - call: api.request
+        with: { url: "%s/hdr", headers: { X-Empty: "", X-Full: "v" } }
+""" % self.api.url})
+        self.post(h, "x", 1)
+        req = self.api.wait_requests(1, "/hdr")[0]
+        self.assertEqual((req["headers"].get("x-empty"), req["headers"].get("x-full")), ("", "v"))
+
     def test_retry_after_is_honoured(self):
         self.api.script["/busy"] = [(429, {"Retry-After": "1"}, {"e": 1}), (200, {}, {"ok": 1})]
         h = self.start()
@@ -160,6 +174,9 @@ rules:
         dead = tail.wait_message(lambda m: m["kind"] == "dead_letter")
         self.assertEqual(dead["data"]["attempts"], 1)
         self.assertIn("400", dead["data"]["error"])
+        # the API's answer rides along, for a rule that tells someone why
+        self.assertEqual((dead["data"]["result"]["status"], dead["data"]["result"]["body"]),
+                         (400, {"error": "bad"}))
         failed = tail.wait_message(lambda m: m["kind"] == "call_failed")
         self.assertEqual(failed["data"]["rule"], "forward")
         self.assertEqual(len(self.api.requests), 1)
@@ -168,6 +185,7 @@ rules:
         self.assertEqual(len(rows), 1, r)
         self.assertEqual(rows[0]["state"], "dead")
         self.assertIn("400", rows[0]["last_error"])
+        self.assertEqual(rows[0]["result"]["body"], {"error": "bad"})
         r = h.cmd("runs", "-c", h.config_path, "--failed", "--json")
         run = json.loads(r.stdout.decode().splitlines()[0])
         # steps count from 1 everywhere: here, in call_failed and in the key

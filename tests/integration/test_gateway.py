@@ -234,6 +234,19 @@ class GatewayTest(HubTest):
         t.wait_message(lambda m: m.get("data") == {"via": "tcp"})
         self.assertEqual(t.stop(), 0)
 
+    def test_stray_bytes_in_headers_and_query_are_kept_as_u_fffd(self):
+        t = Tail(self.h, "in/open/")
+        req = (b"POST /hooks/open?a=%FF&b=ok HTTP/1.1\r\nHost: x\r\nX-Latin: caf\xe9\r\n"
+               b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+        s.sendall(req)
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+        s.close()
+        m = t.wait_message(lambda m: m.get("source") == "open")
+        self.assertEqual(m["data"]["query"], {"a": "\ufffd", "b": "ok"})
+        self.assertEqual(m["data"]["headers"]["x-latin"], "caf\ufffd")
+        self.assertEqual(t.stop(), 0)
+
     def test_unknown_instance_404(self):
         s, b = self.h.json_request("POST", "/hooks/nope", {"a": 1})
         self.assert_error(s, b, 404, "not_found")

@@ -64,7 +64,7 @@ extern "C" {
 /** ABI major: changes the entry symbol's name. */
 #define WH_ABI_MAJOR 1
 /** ABI minor: grows when members are appended. */
-#define WH_ABI_MINOR 0
+#define WH_ABI_MINOR 1 /* 1: wh_http_response.too_large */
 
 #define WH_CONNECTOR_ENTRY wirehub_connector_v1
 #define WH_CONNECTOR_ENTRY_NAME "wirehub_connector_v1"
@@ -147,11 +147,12 @@ typedef struct wh_http_request {
     size_t struct_size;          /**< sizeof(wh_http_request) */
     const char *method;          /**< "GET", "POST", …; NULL means GET */
     const char *url;             /**< absolute http(s) URL */
-    const char *const *headers;  /**< "Name: value" strings, NULL-terminated, or NULL */
+    const char *const *headers;  /**< "Name: value" strings, NULL-terminated, or NULL
+                                      ("Name:" sends the header with an empty value) */
     const void *body;            /**< request body or NULL */
     size_t body_len;             /**< its length */
     long timeout_ms;             /**< whole-exchange timeout; 0 = the instance's default */
-    size_t max_response;         /**< response body cap in bytes; 0 = the hub's default */
+    size_t max_response;         /**< response body cap in bytes; 0 = the hub's default (8 MiB) */
 } wh_http_request;
 
 /** A finished exchange. Valid only during the callback. */
@@ -162,6 +163,13 @@ typedef struct wh_http_response {
     const char *body;      /**< response body, NUL-terminated for convenience */
     size_t body_len;       /**< its length */
     const json_t *headers; /**< object: lower-case name → string (last value wins) */
+    /**
+     * 1 when the body passed `max_response` (default 8 MiB) and the exchange
+     * was cut (status is then 0): asking again gets the same answer, so this
+     * is a permanent failure, not a transient one. Appended in ABI 1.1: read
+     * it only when host->abi_minor >= 1.
+     */
+    int too_large;
 } wh_http_response;
 
 /** Called once per successful host->http(), on the delivery thread. */
@@ -172,7 +180,7 @@ typedef void (*wh_http_done)(void *user, const wh_http_response *response);
 
 typedef struct wh_host {
     uint32_t struct_size; /**< sizeof the host's table: use WH_HOST_HAS() */
-    uint32_t abi_minor;   /**< the host's WH_ABI_MINOR */
+    uint32_t abi_minor;   /**< the host's WH_ABI_MINOR (1: wh_http_response.too_large) */
 
     /** Log one line tagged with the instance. Never pass secrets or payloads above DEBUG. */
     void (*log)(const wh_instance *inst, int level, const char *fmt, ...)
