@@ -312,74 +312,11 @@ static int positive(const json_t *obj, const char *key, long long max, const wh_
 
 static wh_config *load(const char *path, json_t *errors, int need_secrets);
 
-/* An error's place, "file:line:col: …", for sorting; the file's own problems
-   (no line) come first. */
-typedef struct placed {
-    json_t *msg;
-    long line, col;
-    size_t index;
-} placed;
-
-static int by_place(const void *a, const void *b)
-{
-    const placed *x = a, *y = b;
-    if (x->line != y->line) {
-        return x->line < y->line ? -1 : 1;
-    }
-    if (x->col != y->col) {
-        return x->col < y->col ? -1 : 1;
-    }
-    return x->index < y->index ? -1 : (x->index > y->index);
-}
-
-/* Sort errors[from..] by line and column: the checks run in their own order (keys,
-   then each connector's), a reader goes down the file. Ownership: borrows errors. */
-static void sort_errors(json_t *errors, size_t from)
-{
-    size_t n = json_array_size(errors);
-    if (n - from < 2) {
-        return;
-    }
-    placed *v = calloc(n - from, sizeof *v);
-    if (!v) {
-        return;
-    }
-    for (size_t i = from; i < n; i++) {
-        placed *p = &v[i - from];
-        p->msg = json_incref(json_array_get(errors, i));
-        p->index = i;
-        const char *m = json_string_value(p->msg);
-        const char *c = m ? strstr(m, ": ") : NULL; /* the message starts after "file:l:c" */
-        long line = 0, col = 0;
-        if (c) {
-            const char *q = c;
-            while (q > m && q[-1] >= '0' && q[-1] <= '9') {
-                q--;
-            }
-            col = strtol(q, NULL, 10);
-            if (q > m && q[-1] == ':') {
-                const char *l = q - 1;
-                while (l > m && l[-1] >= '0' && l[-1] <= '9') {
-                    l--;
-                }
-                line = l < q - 1 ? strtol(l, NULL, 10) : 0;
-            }
-        }
-        p->line = line;
-        p->col = line ? col : 0;
-    }
-    qsort(v, n - from, sizeof *v, by_place);
-    for (size_t i = from; i < n; i++) {
-        json_array_set_new(errors, i, v[i - from].msg);
-    }
-    free(v);
-}
-
 wh_config *wh_config_load(const char *path, json_t *errors)
 {
     size_t from = json_array_size(errors);
     wh_config *cfg = load(path, errors, 1);
-    sort_errors(errors, from);
+    wh_errors_sort(errors, from);
     return cfg;
 }
 
@@ -387,7 +324,7 @@ wh_config *wh_config_load_unresolved(const char *path, json_t *errors)
 {
     size_t from = json_array_size(errors);
     wh_config *cfg = load(path, errors, 0);
-    sort_errors(errors, from);
+    wh_errors_sort(errors, from);
     return cfg;
 }
 

@@ -93,6 +93,7 @@ static int writable_by_others(const char *dir, json_t *errors)
 
 wh_rules *wh_ruleset_load(const wh_config *cfg, json_t *errors)
 {
+    size_t from = json_array_size(errors);
     /* refused, but the files are still read: every other error is listed too */
     int unsafe = writable_by_others(cfg->rules_dir, errors);
     struct stat st;
@@ -110,5 +111,6 @@ wh_rules *wh_ruleset_load(const wh_config *cfg, json_t *errors)
     if (unsafe) {
         wh_rules_unref(&rules);
     }
+    wh_errors_sort(errors, from);
     return rules;
 }

@@ -374,3 +374,80 @@ json_t *wh_json_string_lossy(const char *s, size_t n)
     wh_buf_free(&b);
     return j;
 }
+
+typedef struct placed {
+    json_t *msg;
+    size_t file_len; /* the message's file: its first file_len bytes */
+    long line, col;
+    size_t index;
+} placed;
+
+static int by_place(const void *a, const void *b)
+{
+    const placed *x = a, *y = b;
+    const char *xs = json_string_value(x->msg), *ys = json_string_value(y->msg);
+    size_t n = x->file_len < y->file_len ? x->file_len : y->file_len;
+    int c = memcmp(xs, ys, n);
+    if (c == 0 && x->file_len != y->file_len) {
+        c = x->file_len < y->file_len ? -1 : 1;
+    }
+    if (c != 0) {
+        return c;
+    }
+    if (x->line != y->line) {
+        return x->line < y->line ? -1 : 1;
+    }
+    if (x->col != y->col) {
+        return x->col < y->col ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+void wh_errors_sort(json_t *errors, size_t from)
+{
+    size_t n = json_array_size(errors);
+    if (from >= n || n - from < 2) {
+        return;
+    }
+    placed *v = calloc(n - from, sizeof *v);
+    if (!v) {
+        return;
+    }
+    for (size_t i = from; i < n; i++) {
+        placed *p = &v[i - from];
+        p->msg = json_incref(json_array_get(errors, i));
+        p->index = i;
+        const char *m = json_string_value(p->msg);
+        const char *c = m ? strstr(m, ": ") : NULL; /* the message starts after "file:l:c" */
+        p->file_len = c ? (size_t)(c - m) : 0;
+        if (!c) {
+            continue;
+        }
+        /* "file:line:col" or "file:line": the numbers at the end of the place */
+        const char *q = c;
+        while (q > m && q[-1] >= '0' && q[-1] <= '9') {
+            q--;
+        }
+        long last = q < c ? strtol(q, NULL, 10) : -1;
+        if (last < 0 || q == m || q[-1] != ':') {
+            continue; /* "file: message": no position */
+        }
+        const char *l = q - 1;
+        while (l > m && l[-1] >= '0' && l[-1] <= '9') {
+            l--;
+        }
+        if (l < q - 1 && l > m && l[-1] == ':') {
+            p->line = strtol(l, NULL, 10);
+            p->col = last;
+            p->file_len = (size_t)(l - 1 - m);
+        } else {
+            p->line = last;
+            p->file_len = (size_t)(q - 1 - m);
+        }
+    }
+    qsort(v, n - from, sizeof *v, by_place);
+    for (size_t i = from; i < n; i++) {
+        json_array_set_new(errors, i, v[i - from].msg);
+    }
+    free(v);
+}

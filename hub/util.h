@@ -65,4 +65,13 @@ size_t wh_json_nul_to_fffd(json_t *v);
  */
 json_t *wh_json_string_lossy(const char *s, size_t n);
 
+/**
+ * Sort errors[from..] ("file:line:col: message" strings) by file, then line,
+ * then column; messages without a position keep their order before the
+ * positioned ones of their file. The checks run in their own order (keys, then
+ * each connector's; a rule's parts), a reader goes down each file.
+ * Ownership: edits errors in place.
+ */
+void wh_errors_sort(json_t *errors, size_t from);
+
 #endif

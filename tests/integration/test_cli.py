@@ -50,6 +50,11 @@ class CliTest(HubTest):
         self.assertIn(b + ":5:15: unknown operation 'shout' for instance 'console'", err)
         self.assertIn(b + ":6:16: unknown operator 'greater'", err)
         self.assertIn(b + ":7:23: template: unclosed section 'x'", err)
+        # listed down each file, whatever order the checks ran in
+        places = [tuple(int(x) for x in l[len(b) + 1:].split(":", 2)[:2])
+                  for l in err.splitlines() if l.startswith(b + ":")]
+        self.assertEqual(places, sorted(places))
+        self.assertEqual(len(places), 5)
         # fixed, it passes
         os.remove(b)
         r = h.cmd("check", "-c", h.config_path)
