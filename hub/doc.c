@@ -854,6 +854,20 @@ static void syntax_error(parser *p, const yaml_parser_t *yp)
         col = MCOL(&yp->problem_mark);
     }
     const char *problem = yp->problem ? yp->problem : "syntax error";
+    /* the byte at (line, col): libyaml's mark counts characters, not bytes */
+    const char *at = p->text, *end = p->text + p->len;
+    for (int l = 1; l < line && at < end; at++) {
+        l += *at == '\n';
+    }
+    for (int c = 1; c < col && at < end;) {
+        at++;
+        c += at < end && ((unsigned char)*at & 0xC0) != 0x80;
+    }
+    if (yp->error != YAML_READER_ERROR && at < end && *at == '\t' && !strstr(problem, "tab")) {
+        /* libyaml's words ("found character that cannot start any token") hide the cause */
+        perr(p, line, col, "a tab: YAML indents with spaces, not tabs (%s)", problem);
+        return;
+    }
     if (yp->error == YAML_READER_ERROR && yp->problem_value != -1) {
         perr(p, line, col, "%s (byte 0x%02X)", problem, (unsigned)yp->problem_value);
     } else if (yp->context) {

@@ -451,6 +451,9 @@ static void test_syntax_errors(void)
     EXPECT("a: 1\nb: \xff\n", "t.yaml:2:4: invalid leading UTF-8 octet (byte 0xFF)");
     EXPECT("a: 1\n\tb: 2\n", "t.yaml:2:1: found a tab character that violates indentation "
                              "while scanning a plain scalar");
+    /* where libyaml does not say so, the tab is named */
+    EXPECT("rules:\n\t- name: x\n", "t.yaml:2:1: a tab: YAML indents with spaces, not tabs "
+                                    "(found character that cannot start any token)");
 }
 
 static char *nested(int depth, const char *open, const char *close)
