@@ -1164,6 +1164,10 @@ static void compile_step(loader *L, const json_t *step, const char *ptr, wh_step
             } else if (json_object_get(as_names, json_string_value(as))) {
                 VERR(L, ap, "duplicate result name '%s' in this rule",
                      shown(shw, sizeof shw, json_string_value(as)));
+            } else if (strcmp(json_string_value(as), "event") == 0) {
+                /* it would hide the envelope: {{event.id}} would read the result */
+                VERR(L, ap, "'as: event' would hide the event's own id, time, source and "
+                            "kind: pick another name");
             } else {
                 json_object_set_new(as_names, json_string_value(as), json_true());
                 st->as = strdup(json_string_value(as));

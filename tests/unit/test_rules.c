@@ -1164,6 +1164,12 @@ static void test_ssml_text(void)
     const char *pre = "t.yaml:4:24: 'speech' is SSML (it starts with <speak>) and must be "
                       "well-formed XML: ";
     char want[400];
+    EXPECT_ERRORS("t.yaml",
+                  "rules:\n  - name: x\n    on: alexa/i\n    do:\n"
+                  "      - call: team.post_message\n        with: { channel: c, text: t }\n"
+                  "        as: event\n",
+                  "t.yaml:7:13: 'as: event' would hide the event's own id, time, source and kind: "
+                  "pick another name");
     snprintf(want, sizeof want, "%s%s", pre,
              "'&' at character 9 does not start an entity: write &amp; for the character");
     EXPECT_ERRORS("t.yaml", SSML_RULE("<speak>Q&A {{who}}</speak>"), want);
