@@ -42,8 +42,10 @@ struct wh_sub {
 
 static void set_common(void *sock)
 {
-    int zero = 0, hwm = HWM;
+    int zero = 0, hwm = HWM, one = 1;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    /* tcp://[::1]:port binds and connects only with IPv6 on (IPv4 still works) */
+    zmq_setsockopt(sock, ZMQ_IPV6, &one, sizeof one);
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
 }

@@ -211,7 +211,14 @@ static void publish_outcome(struct wh_delivery *d, job *j)
                  job_id(j));
     }
     json_decref(msg);
-    if (strcmp(j->state, "dead") == 0 && started_by_failure(d, j)) {
+    int poll = run && strncmp(run, "await:", 6) == 0;
+    if (strcmp(j->state, "dead") == 0 && poll) {
+        /* a poll's failure is the await's business (the next poll, or the end of polling
+           for good); announcing it would start a rule on hub/dead_letter for every poll,
+           and an await opened by such a rule would feed itself */
+        wh_warn(j->inst->name, "poll %s is a dead letter (not announced as hub/dead_letter)",
+                job_id(j));
+    } else if (strcmp(j->state, "dead") == 0 && started_by_failure(d, j)) {
         wh_warn(j->inst->name, "dead letter %s not announced as hub/dead_letter: its rule was "
                 "started by a failure event (announcing it would loop)", job_id(j));
     } else if (strcmp(j->state, "dead") == 0) {
@@ -260,10 +267,23 @@ static void recorded(void *ud, int rc)
         if (ln && ln->busy > 0) {
             ln->busy--;
         }
-        if (ln) {
+        /* At most half of queue_max wait out their delay in memory; past that a call
+           waits in the outbox, whose row already says when (next_at_ms), and a refill
+           takes it when due: memory stays bounded, and calls backing off never fill
+           the lane so that healthy ones behind them cannot start. */
+        int keep = ln && ln->backing_off < (ln->queue_max + 1) / 2;
+        if (keep) {
             ln->backing_off++;
+        } else if (ln) {
+            ln->spilled = 1;
+            json_object_del(d->inflight, job_id(j));
         }
         pthread_mutex_unlock(&d->lock);
+        if (ln && !keep) {
+            job_free(j);
+            pump(d, ln);
+            return;
+        }
         if (!atomic_load(&d->stopping) &&
             wh_http_post(j->inst->svc->http, j->delay_ms, requeue, j) == WH_OK) {
             if (ln) {

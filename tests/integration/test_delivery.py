@@ -144,6 +144,27 @@ rules:
         time.sleep(1.5)  # a loop would have made more by now
         self.assertEqual((len(self.api.requests), dead()), (n, 4))
 
+    def test_calls_backing_off_never_fill_the_queue_ahead_of_healthy_ones(self):
+        # queue_max 2: past half of it, a call waiting out its delay waits in the
+        # outbox instead of memory, so healthy calls behind three 429s still go
+        self.api.script["/slow"] = [(429, {"Retry-After": "600"}, {"e": 1})]
+        h = self.hub(CONFIG % {"attempts": 8, "timeout": 30000} +
+                     "    concurrency: 1\n    queue_max: 2\n",
+                     files={"rules/r.yaml": RULES % {"url": self.api.url}})
+        for n in range(3):
+            self.post(h, "slow", n)
+        self.api.wait_requests(3, "/slow", timeout=20)
+        self.post(h, "healthy", 9)
+        self.post(h, "healthy", 10)
+        self.api.wait_requests(2, "/healthy", timeout=15)
+
+        def left():
+            rows = [json.loads(l) for l in h.cmd("outbox", "-c", h.config_path, "--json")
+                    .stdout.splitlines()]
+            return sorted((r["state"], r["attempts"]) for r in rows)
+        # the healthy ones done (their outcomes recorded); the 429s wait, attempts kept
+        wait_until(lambda: left() == [("pending", 1)] * 3, 10, "only the 429s left")
+
     def test_a_far_retry_after_waits_an_hour_at_most(self):
         self.api.script["/park"] = [(429, {"Retry-After": "100000"}, {"e": 1})]
         h = self.start()

@@ -224,15 +224,19 @@ class GatewayTest(HubTest):
         r = bad.cmd("check", "-c", bad.config_path)
         self.assertEqual(r.returncode, 2)
         self.assertIn(bad.config_path + ":2:9: a tcp bus endpoint needs a numeric host", r.stderr.decode())
-        star = Hub("listen: 127.0.0.1:0\nbus:\n  bind: \"tcp://*:%d\"\n"
-                   "connectors:\n  open: { type: webhook }\n" % free_port())
-        self.hubs.append(star)
-        star.start()
-        t = Tail(star)
-        r = star.cmd("send", "-c", star.config_path, "open", "ping", "-", input=b'{"via": "tcp"}')
-        self.assertEqual(r.returncode, 0, r.stderr)
-        t.wait_message(lambda m: m.get("data") == {"via": "tcp"})
-        self.assertEqual(t.stop(), 0)
+        for ep in ("tcp://*:%d", "tcp://[::1]:%d"):
+            if "::1" in ep and not socket.has_ipv6:
+                continue
+            star = Hub("listen: 127.0.0.1:0\nbus:\n  bind: \"%s\"\n"
+                       "connectors:\n  open: { type: webhook }\n" % (ep % free_port()))
+            self.hubs.append(star)
+            star.start()
+            t = Tail(star)
+            r = star.cmd("send", "-c", star.config_path, "open", "ping", "-",
+                         input=json.dumps({"via": ep}).encode())
+            self.assertEqual(r.returncode, 0, r.stderr)
+            t.wait_message(lambda m: m.get("data") == {"via": ep})
+            self.assertEqual(t.stop(), 0)
 
     def test_stray_bytes_in_headers_and_query_are_kept_as_u_fffd(self):
         t = Tail(self.h, "in/open/")
