@@ -549,7 +549,7 @@ static wh_config *load(const char *path, json_t *errors, int need_secrets)
      * starts: `wirehub check` reports them, and `run` stops here with exit 2 */
     cfg->instances = wh_instances_load_checked(json_is_object(connectors) ? connectors : NULL,
                                                cfg->connectors_dir, cfg->doc, "/connectors",
-                                               errors, need_secrets && !unresolved);
+                                               errors, need_secrets);
     if (!cfg->instances) {
         problems++;
     }

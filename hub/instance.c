@@ -256,6 +256,38 @@ static const wh_option common_options[] = {
 static const char *const common_keys[] = {"type",       "concurrency",  "queue_max",
                                           "timeout_ms", "max_attempts", "insecure_tls", NULL};
 
+/* Whether a secret reference in v was left as written (it could not be resolved):
+   the connector would check "${env:X}" itself, so its checks wait for the value. */
+static int unresolved_ref(const json_t *v, int depth)
+{
+    if (depth > 64) {
+        return 0;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        return strstr(s, "${env:") || strstr(s, "${file:");
+    }
+    const char *k;
+    const json_t *x;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, x)
+        {
+            if (unresolved_ref(x, depth + 1)) {
+                return 1;
+            }
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            if (unresolved_ref(x, depth + 1)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 wh_instances *wh_instances_load(const json_t *connectors, const char *connectors_dir,
                                 const wh_doc *doc, const char *pointer, json_t *errors)
 {
@@ -370,7 +402,7 @@ wh_instances *wh_instances_load_checked(const json_t *connectors, const char *co
         json_decref(own);
         /* the connector's own checks, for each instance whose keys read: one instance's
          * mistyped key does not hide another's range errors */
-        if (validate && problems == before) {
+        if (validate && problems == before && !unresolved_ref(copy, 0)) {
             problems += wh_instance_validate(inst, doc, ptr, errors);
         }
     }

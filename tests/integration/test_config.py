@@ -104,7 +104,8 @@ class ConfigTest(HubTest):
         cfg = ("listen: 127.0.0.1:0\n"
                "connectors:\n"
                "  in: { type: webhook, secret: \"${env:WH_TEST_UNSET_SECRET}\" }\n"
-               "  say: { type: console }\n")
+               "  say: { type: console }\n"
+               "  ask: { type: webhook, wait_ms: 70000 }\n")
         rules = "rules:\n  - name: a\n    on: in/x\n    do:\n      - call: say.shout\n"
         h, r = self.check(cfg, files={"rules/r.yaml": rules})
         err = r.stderr.decode()
@@ -112,6 +113,9 @@ class ConfigTest(HubTest):
         self.assertIn(h.config_path + ":3:32: `connectors.in.secret`: environment variable "
                       "WH_TEST_UNSET_SECRET is not set", err)
         self.assertRegex(err, r"rules/r\.yaml:5:15: unknown operation 'shout' for instance 'say'")
+        # the other instances' own checks run: only the one missing its secret waits
+        self.assertIn(h.config_path + ":5:34: connector 'ask': `wait_ms` must be between 0 and "
+                      "60000", err)
         self.assertEqual(r.stdout, b"", "no 'ok'")
 
     def test_a_wrong_type_shows_the_form_wanted(self):
