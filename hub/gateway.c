@@ -678,6 +678,8 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
             "Content-Length and Transfer-Encoding must not be combined or repeated", NULL);
     }
     const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    /* exactly "chunked": libmicrohttpd frames nothing else (not even "chunked " with a
+       trailing space, which it would wait on for ever) */
     if (te && strcasecmp(te, "chunked") != 0) {
         /* gzip, or a chain: the body's length cannot be known (RFC 9112, 6.1) */
         return wh_gw_queue_error(conn, 501, "unsupported_transfer_encoding",

@@ -455,11 +455,18 @@ static int xml_entity(const char *p, size_t *len)
     int hex = *q == 'x';
     q += hex;
     const char *digits = q;
+    unsigned long cp = 0;
     while (hex ? isxdigit((unsigned char)*q) : isdigit((unsigned char)*q)) {
+        unsigned d = isdigit((unsigned char)*q) ? (unsigned)(*q - '0')
+                                                : (unsigned)(tolower((unsigned char)*q) - 'a' + 10);
+        cp = cp < 0x200000 ? cp * (hex ? 16 : 10) + d : cp; /* past any code point: stays so */
         q++;
     }
     *len = (size_t)(q - p) + 1;
-    return q > digits && *q == ';';
+    /* a character XML allows: no NUL or control, no surrogate, nothing past U+10FFFF */
+    int allowed = cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF) ||
+                  (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
+    return q > digits && *q == ';' && allowed;
 }
 
 static int xml_name_char(char c)
@@ -590,6 +597,15 @@ static int ssml_problem(const char *s, char *why, size_t whysize)
             return 1;
         }
         size_t elen;
+        if ((unsigned char)*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') {
+            snprintf(why, whysize, "a control character (0x%02X) at character %zu",
+                     (unsigned)(unsigned char)*p, at);
+            return 1;
+        }
+        if (strncmp(p, "]]>", 3) == 0) {
+            snprintf(why, whysize, "\"]]>\" at character %zu: write ]]&gt;", at);
+            return 1;
+        }
         if (*p == '&') {
             if (!xml_entity(p, &elen)) {
                 snprintf(why, whysize,
@@ -609,12 +625,34 @@ static int ssml_problem(const char *s, char *why, size_t whysize)
         int closing = *q == '/';
         q += closing;
         if (!closing && (*q == '!' || *q == '?')) {
-            const char *end = strchr(q, '>'); /* a comment or declaration: not checked within */
-            if (!end) {
-                snprintf(why, whysize, "'<' at character %zu is never closed with '>'", at);
+            /* a comment or CDATA: nothing a template inserts there is escaped, and a
+               comment holds no "--"; other declarations are no SSML */
+            int comment = strncmp(q, "!--", 3) == 0, cdata = strncmp(q, "![CDATA[", 8) == 0;
+            const char *body = q + (comment ? 3 : cdata ? 8 : 0);
+            const char *end = comment ? strstr(body, "-->") : cdata ? strstr(body, "]]>") : NULL;
+            if (!comment && !cdata) {
+                snprintf(why, whysize, "%s at character %zu is not SSML",
+                         *q == '?' ? "a processing instruction" : "a <!…> declaration", at);
                 return 1;
             }
-            p = end + 1;
+            if (!end) {
+                snprintf(why, whysize, "the %s at character %zu is never closed",
+                         comment ? "comment" : "CDATA section", at);
+                return 1;
+            }
+            size_t blen = (size_t)(end - body);
+            char *inner = strndup(body, blen);
+            int dashes = comment && inner && strstr(inner, "--");
+            int tpl = inner && strstr(inner, "{{");
+            free(inner);
+            if (dashes || tpl) {
+                snprintf(why, whysize, "the %s at character %zu holds %s",
+                         comment ? "comment" : "CDATA section", at,
+                         tpl ? "a template tag (what it inserts there is not escaped)"
+                             : "\"--\"");
+                return 1;
+            }
+            p = end + 3;
             continue;
         }
         if (!isalpha((unsigned char)*q) && *q != '_') {
@@ -978,7 +1016,14 @@ static void check_args(loader *L, const wh_operation *op, const char *inst, cons
         }
     }
     for (const wh_option *a = op->args; a->name; a++) {
-        if ((a->flags & WH_OPT_REQUIRED) && !json_object_get(with, a->name)) {
+        const json_t *given = json_object_get(with, a->name);
+        if ((a->flags & WH_OPT_REQUIRED) && json_is_null(given)) {
+            char kp[1024];
+            VERR(L, wh_ptr_child(kp, sizeof kp, with_ptr, a->name),
+                 "argument '%s' for %s.%s is required: null leaves it out", a->name, inst,
+                 op->name);
+        }
+        if ((a->flags & WH_OPT_REQUIRED) && !given) {
             KERR(L, with ? with_ptr : step_ptr, "missing required argument '%s' for %s.%s", a->name,
                  inst, op->name);
         }

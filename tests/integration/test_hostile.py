@@ -186,6 +186,11 @@ class HostileTest(HubTest):
             self.assertTrue(out.startswith(b"HTTP/1.1 501 "), out[:80])
             self.assertIn(b'{"error":"unsupported_transfer_encoding"', out)
             self.assertLess(time.monotonic() - t0, 5, "answered, not timed out")
+        # "chunked " with white space: libmicrohttpd would not frame it, so it is refused
+        # at once too rather than left waiting for a body it cannot find
+        req = (b"POST /hooks/in/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked \r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        self.assertTrue(raw(self.h.port, req).startswith(b"HTTP/1.1 501 "))
         self.assertTrue(self.h.healthy())
 
 

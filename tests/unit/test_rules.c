@@ -1166,6 +1166,11 @@ static void test_ssml_text(void)
     char want[400];
     EXPECT_ERRORS("t.yaml",
                   "rules:\n  - name: x\n    on: alexa/i\n    do:\n"
+                  "      - call: team.post_message\n        with: { channel: null, text: t }\n",
+                  "t.yaml:6:26: argument 'channel' for team.post_message is required: null "
+                  "leaves it out");
+    EXPECT_ERRORS("t.yaml",
+                  "rules:\n  - name: x\n    on: alexa/i\n    do:\n"
                   "      - call: team.post_message\n        with: { channel: c, text: t }\n"
                   "        as: event\n",
                   "t.yaml:7:13: 'as: event' would hide the event's own id, time, source and kind: "
@@ -1196,6 +1201,32 @@ static void test_ssml_text(void)
     snprintf(want, sizeof want, "%s%s", pre,
              "'<' in attribute 'x' at character 8: write &lt; for the character");
     EXPECT_ERRORS("t.yaml", SSML_RULE("<speak><p x='a<b'>x</p></speak>"), want);
+    /* what XML itself refuses: references to no character, "]]>", "--" in a comment,
+       control characters, declarations; and templates where nothing is escaped */
+    static const char *const more[][2] = {
+        {"<speak>&#0;</speak>", "'&' at character 8 does not start an entity: write &amp; for "
+                                "the character"},
+        {"<speak>&#xD800;</speak>", "'&' at character 8 does not start an entity: write "
+                                    "&amp; for the character"},
+        {"<speak>&#1114112;</speak>", "'&' at character 8 does not start an entity: write "
+                                      "&amp; for the character"},
+        {"<speak>a ]]> b</speak>", "\"]]>\" at character 10: write ]]&gt;"},
+        {"<speak><!-- a -- b --></speak>", "the comment at character 8 holds \"--\""},
+        {"<speak><!-- {{x}} --></speak>",
+         "the comment at character 8 holds a template tag (what it inserts there is not "
+         "escaped)"},
+        {"<speak><!DOCTYPE x></speak>", "a <!…> declaration at character 8 is not SSML"},
+        {"<speak><?pi x?></speak>", "a processing instruction at character 8 is not SSML"},
+        {"<speak>a\\u0001</speak>", "a control character (0x01) at character 9"},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "rules:\n  - name: x\n    on: alexa/i\n    respond: { speech: \"%s\" }\n",
+                 more[i][0]);
+        snprintf(want, sizeof want, "%s%s", pre, more[i][1]);
+        EXPECT_ERRORS("t.yaml", text, want);
+    }
     /* entities, character references, attributes holding tags, empty tags, comments, and
        tags inside sections (whose nesting depends on the data: not checked) are fine */
     const char *fine[] = {
