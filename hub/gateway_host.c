@@ -69,13 +69,14 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     name[i] = '\0';
     /* a stray byte (Latin-1) becomes U+FFFD rather than losing the header */
     json_t *v = value ? wh_json_string_lossy(value, strlen(value)) : json_string("");
-    json_t *k = wh_json_string_lossy(name, strlen(name));
-    if (v && k) {
-        json_object_set_new(obj, json_string_value(k), v);
-    } else {
-        json_decref(v);
+    if (v && json_object_set(obj, name, v) != 0) {
+        json_t *k = wh_json_string_lossy(name, strlen(name)); /* a name that is not UTF-8 */
+        if (k) {
+            json_object_set(obj, json_string_value(k), v);
+        }
+        json_decref(k);
     }
-    json_decref(k);
+    json_decref(v);
     return MHD_YES;
 }
 
@@ -96,13 +97,14 @@ static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const c
 {
     /* an argument that is not UTF-8 (%FF) is kept, its stray bytes as U+FFFD */
     json_t *v = value ? wh_json_string_lossy(value, strlen(value)) : json_string("");
-    json_t *k = wh_json_string_lossy(key, strlen(key));
-    if (v && k) {
-        json_object_set_new(cls, json_string_value(k), v);
-    } else {
-        json_decref(v);
+    if (v && json_object_set(cls, key, v) != 0) {
+        json_t *k = wh_json_string_lossy(key, strlen(key)); /* a name that is not UTF-8 */
+        if (k) {
+            json_object_set(cls, json_string_value(k), v);
+        }
+        json_decref(k);
     }
-    json_decref(k);
+    json_decref(v);
     return MHD_YES;
 }
 
