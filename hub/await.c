@@ -52,25 +52,9 @@ struct wh_await {
     json_t *subscribed; /* "in/<source>/<kind>" prefixes for collectors */
 };
 
-typedef struct q {
-    const char *sql;
-    json_t *params;
-    json_t *rows;
-} q;
-
-static int run_query(sqlite3 *db, void *ud)
-{
-    q *x = ud;
-    return wh_sql_query(db, x->sql, x->params, &x->rows);
-}
-
 static json_t *query(wh_await *a, const char *sql, json_t *params)
 {
-    q x = {sql, params ? params : json_array(), NULL};
-    if (wh_store_read(a->store, run_query, &x) != WH_OK) {
-        return NULL;
-    }
-    return x.rows;
+    return wh_store_rows(a->store, sql, params);
 }
 
 static int commit(wh_await *a, json_t *sql)

@@ -43,26 +43,13 @@ static wh_store *open_state(const char *config, wh_config **cfg_out, int *status
     return st;
 }
 
-typedef struct q {
-    const char *sql;
-    json_t *params;
-    json_t *rows;
-} q;
-
-static int run_query(sqlite3 *db, void *ud)
-{
-    q *x = ud;
-    return wh_sql_query(db, x->sql, x->params, &x->rows);
-}
-
 static json_t *rows_of(wh_store *st, const char *sql, json_t *params)
 {
-    q x = {sql, params, NULL};
-    if (wh_store_read(st, run_query, &x) != WH_OK) {
+    json_t *rows = wh_store_rows(st, sql, params);
+    if (!rows) {
         fprintf(stderr, "wirehub: cannot read the state file\n");
-        return NULL;
     }
-    return x.rows;
+    return rows;
 }
 
 static void when(json_t *ms, char *out, size_t size)

@@ -162,36 +162,25 @@ static void release(struct wh_delivery *d, job *j)
     }
 }
 
-typedef struct origin_q {
-    const char *run;
-    json_t *rows;
-} origin_q;
-
-static int read_origin(sqlite3 *db, void *ud)
-{
-    origin_q *q = ud;
-    return wh_sql_query(db,
-                        "SELECT json_extract(ctx, '$.event.source') AS source, "
-                        "json_extract(ctx, '$.event.kind') AS kind FROM runs WHERE id = ?1",
-                        json_pack("[s]", q->run), &q->rows);
-}
-
 /* Whether the call's run was started by hub/dead_letter or hub/call_failed: its own
    dead letter is then not announced, or a rule alerting on dead letters whose alert
    fails would start itself again without end. */
 static int started_by_failure(struct wh_delivery *d, const job *j)
 {
-    origin_q q = {json_string_value(json_object_get(j->call, "run")), NULL};
-    if (!q.run || strncmp(q.run, "await:", 6) == 0 ||
-        wh_store_read(d->store, read_origin, &q) != WH_OK) {
-        return 0;
-    }
-    json_t *row = json_array_get(q.rows, 0);
+    const char *run = json_string_value(json_object_get(j->call, "run"));
+    json_t *rows = run && strncmp(run, "await:", 6) != 0
+                       ? wh_store_rows(d->store,
+                                       "SELECT json_extract(ctx, '$.event.source') AS source, "
+                                       "json_extract(ctx, '$.event.kind') AS kind FROM runs "
+                                       "WHERE id = ?1",
+                                       json_pack("[s]", run))
+                       : NULL;
+    json_t *row = json_array_get(rows, 0);
     const char *source = json_string_value(json_object_get(row, "source"));
     const char *kind = json_string_value(json_object_get(row, "kind"));
     int yes = source && kind && strcmp(source, "hub") == 0 &&
               (strcmp(kind, "dead_letter") == 0 || strcmp(kind, "call_failed") == 0);
-    json_decref(q.rows);
+    json_decref(rows);
     return yes;
 }
 

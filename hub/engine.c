@@ -553,26 +553,10 @@ static void on_event(wh_engine *e, pass *p, json_t *env)
     wh_rules_unref(&rules);
 }
 
-static int read_rows(sqlite3 *db, void *ud)
-{
-    json_t **q = ud; /* [sql, params] in, rows out */
-    json_t *rows = NULL;
-    int rc = wh_sql_query(db, json_string_value(json_array_get(*q, 0)),
-                          json_incref(json_array_get(*q, 1)), &rows);
-    json_decref(*q);
-    *q = rows;
-    return rc;
-}
-
 /* Rows of a query on the store (a new reference, or NULL). Ownership: takes params. */
 static json_t *query(wh_engine *e, const char *sql, json_t *params)
 {
-    json_t *q = json_pack("[s, o]", sql, params ? params : json_array());
-    if (wh_store_read(e->store, read_rows, &q) != WH_OK) {
-        json_decref(q);
-        return NULL;
-    }
-    return q;
+    return wh_store_rows(e->store, sql, params);
 }
 
 /* A run not in memory (after a restart, or a dead call retried by hand). */

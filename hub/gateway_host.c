@@ -57,6 +57,22 @@ const char *wh_req_content_type(const wh_request *r)
     return r->ctype;
 }
 
+/* Set name → value in obj. A header or query argument with a stray byte (Latin-1,
+   %FF) is kept with U+FFFD rather than left out; the name goes in as it is unless
+   jansson refuses it (not UTF-8), when it takes the same path. */
+static void put_lossy(json_t *obj, const char *name, const char *value)
+{
+    json_t *v = value ? wh_json_string_lossy(value, strlen(value)) : json_string("");
+    if (v && json_object_set(obj, name, v) != 0) {
+        json_t *k = wh_json_string_lossy(name, strlen(name));
+        if (k) {
+            json_object_set(obj, json_string_value(k), v);
+        }
+        json_decref(k);
+    }
+    json_decref(v);
+}
+
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value)
 {
@@ -67,16 +83,7 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
         name[i] = (char)tolower((unsigned char)key[i]);
     }
     name[i] = '\0';
-    /* a stray byte (Latin-1) becomes U+FFFD rather than losing the header */
-    json_t *v = value ? wh_json_string_lossy(value, strlen(value)) : json_string("");
-    if (v && json_object_set(obj, name, v) != 0) {
-        json_t *k = wh_json_string_lossy(name, strlen(name)); /* a name that is not UTF-8 */
-        if (k) {
-            json_object_set(obj, json_string_value(k), v);
-        }
-        json_decref(k);
-    }
-    json_decref(v);
+    put_lossy(obj, name, value);
     return MHD_YES;
 }
 
@@ -95,16 +102,7 @@ const json_t *wh_req_headers(const wh_request *r)
 static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *value)
 {
-    /* an argument that is not UTF-8 (%FF) is kept, its stray bytes as U+FFFD */
-    json_t *v = value ? wh_json_string_lossy(value, strlen(value)) : json_string("");
-    if (v && json_object_set(cls, key, v) != 0) {
-        json_t *k = wh_json_string_lossy(key, strlen(key)); /* a name that is not UTF-8 */
-        if (k) {
-            json_object_set(cls, json_string_value(k), v);
-        }
-        json_decref(k);
-    }
-    json_decref(v);
+    put_lossy(cls, key, value);
     return MHD_YES;
 }
 

@@ -148,3 +148,29 @@ int wh_sql_query(sqlite3 *db, const char *sql, json_t *params, json_t **rows)
     }
     return rc;
 }
+
+typedef struct rows_q {
+    const char *sql;
+    json_t *params; /* handed to wh_sql_query, which takes it */
+    json_t *rows;
+} rows_q;
+
+static int read_rows(sqlite3 *db, void *ud)
+{
+    rows_q *q = ud;
+    json_t *params = q->params;
+    q->params = NULL;
+    return wh_sql_query(db, q->sql, params, &q->rows);
+}
+
+json_t *wh_store_rows(wh_store *s, const char *sql, json_t *params)
+{
+    rows_q q = {sql, params ? params : json_array(), NULL};
+    int rc = wh_store_read(s, read_rows, &q);
+    json_decref(q.params); /* the read never ran */
+    if (rc != WH_OK) {
+        json_decref(q.rows);
+        return NULL;
+    }
+    return q.rows;
+}

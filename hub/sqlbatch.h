@@ -24,4 +24,11 @@ int wh_sqlbatch_exec(sqlite3 *db, void *ud);
  * takes params; *rows is a new reference. Returns WH_OK or a WH_ERR_* code.
  */
 int wh_sql_query(sqlite3 *db, const char *sql, json_t *params, json_t **rows);
+/**
+ * The rows of one query, read through the store's read pool (wh_store_read
+ * running wh_sql_query): a new array, or NULL when the store refused.
+ * Ownership: takes params (also when the read fails).
+ */
+json_t *wh_store_rows(wh_store *s, const char *sql, json_t *params);
+
 #endif

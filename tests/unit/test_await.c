@@ -10,26 +10,9 @@
 
 #include <sqlite3.h>
 
-typedef struct q {
-    const char *sql;
-    json_t *params;
-    json_t *rows;
-} q;
-
-static int run_query(sqlite3 *db, void *ud)
-{
-    q *x = ud;
-    return wh_sql_query(db, x->sql, x->params, &x->rows);
-}
-
-/* Rows of a read; NULL when the store refused. Ownership: takes params, returns a new array. */
 static json_t *rows_of(wh_store *s, const char *sql, json_t *params)
 {
-    q x = {sql, params ? params : json_array(), NULL};
-    if (wh_store_read(s, run_query, &x) != WH_OK) {
-        return NULL;
-    }
-    return x.rows;
+    return wh_store_rows(s, sql, params);
 }
 
 static int write_sql(wh_store *s, const char *sql, json_t *params)
