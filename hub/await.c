@@ -206,7 +206,7 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
     if (skipped) {
         /* items are stored once by id: one without cannot be (a connector's bug) */
         wh_warn("await", "skipped %zu item(s) without an `id` (a string or integer) key=%s",
-                skipped, key);
+                skipped, wh_log_q(key));
     }
     if (commit(a, sql) == WH_OK && json_array_size(fresh) > 0) {
         json_t *cnt = query(a, "SELECT count(*) AS n FROM replies WHERE key = ?1 AND read = 0",
@@ -236,7 +236,7 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
             json_decref(note);
         }
         wh_info("await", "stored %zu new repl%s key=%s unread=%lld", json_array_size(fresh),
-                json_array_size(fresh) == 1 ? "y" : "ies", key, (long long)unread);
+                json_array_size(fresh) == 1 ? "y" : "ies", wh_log_q(key), (long long)unread);
     }
     json_decref(fresh);
     json_decref(sql);
@@ -430,7 +430,7 @@ static void on_poll_done(wh_await *a, const json_t *msg)
         json_decref(sql);
         wh_warn("await", "poll for %s failed for good: %s; no more polls for key=%s", id,
                 json_string_value(json_object_get(msg, "error")) ?: "failed",
-                json_string_value(json_object_get(conv, "key")));
+                wh_log_q(json_string_value(json_object_get(conv, "key"))));
     } else if (conv) {
         wh_warn("await", "poll for %s failed: %s; next poll as scheduled", id,
                 json_string_value(json_object_get(msg, "error")) ?: "failed");

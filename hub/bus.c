@@ -205,7 +205,8 @@ wh_bus *wh_bus_new(const json_t *binds, char *err, size_t errsize)
         if (ipc) {
             json_array_append_new(bus->ipc_files, json_string(ends.pub + 6));
         }
-        wh_info("bus", "bound endpoint=%s publishers=%s", ends.sub, ends.pub);
+        wh_info("bus", "bound endpoint=%s publishers=%s", wh_log_q(ends.sub),
+                wh_log_q(ends.pub));
     }
     if (pthread_create(&bus->thread, NULL, broker_main, bus) != 0) {
         snprintf(err, errsize, "cannot start the broker thread");

@@ -136,15 +136,15 @@ int wh_cmd_run(int argc, char **argv)
         wh_warn("hub", "gateway.max_connections=%u is above what the file limit allows (%llu)",
                 cfg->gateway.max_connections, (unsigned long long)rl.rlim_cur);
     }
-    wh_info("hub", "starting version=%s config=%s connectors_dir=%s", WH_VERSION, cfg->path,
-            cfg->connectors_dir);
+    wh_info("hub", "starting version=%s config=%s connectors_dir=%s", WH_VERSION,
+            wh_log_q(cfg->path), wh_log_q(cfg->connectors_dir));
     wh_rules *rules = wh_cli_load_rules(cfg);
     if (!rules) {
         wh_config_destroy(&cfg);
         return WH_EXIT_USAGE;
     }
     wh_info("rules", "loaded rules=%zu files=%zu dir=%s", wh_rules_count(rules),
-            wh_rules_files(rules), cfg->rules_dir);
+            wh_rules_files(rules), wh_log_q(cfg->rules_dir));
     wh_hub *hub = wh_hub_start(cfg, rules);
     if (!hub) {
         wh_rules_unref(&rules);

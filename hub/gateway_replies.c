@@ -53,7 +53,8 @@ static int replies_answer(wh_gateway *gw, wh_request *r, const char *key, int he
     int peek = r->poll_peek;
     if (r->poll_unread && !peek && !caller_still_there(r->conn)) {
         peek = 1; /* nobody will read them: they stay unread for the next caller */
-        wh_debug("gateway", "a replies long poll's caller left: key=%s stays unread", key);
+        wh_debug("gateway", "a replies long poll's caller left: key=%s stays unread",
+                 wh_log_q(key));
     }
     json_t *body = wh_api_replies(gw->api, key, r->poll_unread, peek, r->poll_since, &n);
     if (!body) {

@@ -64,6 +64,28 @@ void wh_logv(int level, const char *part, const char *fmt, va_list ap)
     (void)w;
 }
 
+const char *wh_log_q(const char *value)
+{
+    static _Thread_local char ring[8][512];
+    static _Thread_local unsigned slot;
+    const char *v = value ? value : "";
+    if (*v && !strpbrk(v, " \"=\\")) {
+        return v;
+    }
+    char *out = ring[slot++ % 8];
+    size_t n = 0, cap = sizeof ring[0];
+    out[n++] = '"';
+    for (; *v && n + 3 < cap; v++) {
+        if (*v == '"' || *v == '\\') {
+            out[n++] = '\\';
+        }
+        out[n++] = *v;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+    return out;
+}
+
 void wh_log(int level, const char *part, const char *fmt, ...)
 {
     va_list ap;

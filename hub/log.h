@@ -14,8 +14,18 @@ int wh_log_parse_level(const char *name);
  * `part` is "gateway", "bus", "team" (an instance), … Control characters in
  * the message are escaped so one record is always one line. Thread-safe.
  */
-void wh_log(int level, const char *part, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void wh_log(int level, const char *part, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void wh_logv(int level, const char *part, const char *fmt, va_list ap);
+
+/**
+ * A log field's value as logfmt writes it: as is, or in double quotes (with
+ * `"` and `\` escaped) when it is empty or holds a space, `"`, `=` or `\`,
+ * so `config="my dir/w.yaml"` stays one field. The text lives in a small
+ * per-thread ring (8 slots of 512 bytes; longer values are cut): use it
+ * within the log call's arguments only.
+ */
+const char *wh_log_q(const char *value);
 
 #define wh_error(part, ...) wh_log(WH_LOG_ERROR, part, __VA_ARGS__)
 #define wh_warn(part, ...) wh_log(WH_LOG_WARN, part, __VA_ARGS__)
