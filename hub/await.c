@@ -157,7 +157,7 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
     json_t *sql = extra_sql ? extra_sql : json_array();
     json_t *fresh = json_array();
     int64_t now = wh_now_ms();
-    size_t i, skipped = 0;
+    size_t i, skipped = 0, edited = 0;
     json_t *item;
     json_array_foreach(items, i, item)
     {
@@ -172,9 +172,20 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
             skipped++;
             continue;
         }
-        json_t *have = query(a, "SELECT 1 AS x FROM replies WHERE key = ?1 AND id = ?2",
+        json_t *have = query(a, "SELECT text FROM replies WHERE key = ?1 AND id = ?2",
                              json_pack("[s, s]", key, id));
         int dup = json_array_size(have) > 0;
+        const char *text = json_string_value(json_object_get(item, "text"));
+        const char *was = json_string_value(json_object_get(json_array_get(have, 0), "text"));
+        if (dup && text && (!was || strcmp(was, text) != 0)) {
+            /* edited since it was stored: what is read from now on is the new text */
+            wh_sqlbatch_add(sql,
+                            "UPDATE replies SET text = ?3, author = coalesce(?4, author), "
+                            "item = ?5 WHERE key = ?1 AND id = ?2",
+                            json_pack("[s, s, s, s?, O]", key, id, text,
+                                      json_string_value(json_object_get(item, "author")), item));
+            edited++;
+        }
         json_decref(have);
         for (size_t k = 0; !dup && k < json_array_size(fresh); k++) {
             dup = strcmp(json_string_value(json_object_get(json_array_get(fresh, k), "id")), id) ==
@@ -208,7 +219,12 @@ static void store_items(wh_await *a, const char *key, const char *instance, cons
         wh_warn("await", "skipped %zu item(s) without an `id` (a string or integer) key=%s",
                 skipped, wh_log_q(key));
     }
-    if (commit(a, sql) == WH_OK && json_array_size(fresh) > 0) {
+    int committed = commit(a, sql) == WH_OK;
+    if (committed && edited) {
+        wh_info("await", "updated %zu edited repl%s key=%s", edited, edited == 1 ? "y" : "ies",
+                wh_log_q(key));
+    }
+    if (committed && json_array_size(fresh) > 0) {
         json_t *cnt = query(a, "SELECT count(*) AS n FROM replies WHERE key = ?1 AND read = 0",
                             json_pack("[s]", key));
         json_int_t unread = json_integer_value(json_object_get(json_array_get(cnt, 0), "n"));

@@ -158,6 +158,29 @@ int main(void)
     CHECK_INT(json_array_size(rows), 2);
     json_decref(rows);
 
+    /* an edit (the same id, new text) replaces the stored text; it is no new reply */
+    CHECK_INT(write_sql(store, "UPDATE replies SET read = 1 WHERE key = ?1 AND id = '1.3'",
+                        json_pack("[s]", "talk/ana")),
+              WH_OK);
+    late = json_pack("{s:s, s:s, s:s, s:{s:[{s:s, s:s}, {s:s, s:s}]}}", "call", "edit", "run",
+                     "await:c1", "outcome", "ok", "result", "items", "id", "1.3", "text",
+                     "on my way, 5 min late", "id", "1.5", "text", "marker 2");
+    CHECK_INT(wh_pub_send(pub, "done/await", late), 0);
+    json_decref(late);
+    marker = next_poll(replies, 10000);
+    CHECK(marker != NULL);
+    /* the first reply event after the edit is the new item's, not the edited one's */
+    CHECK_STR(json_string_value(json_object_get(json_object_get(marker, "data"), "id")), "1.5");
+    json_decref(marker);
+    rows = rows_of(store, "SELECT id, text, author, read FROM replies WHERE key = ?1 ORDER BY id",
+                   json_pack("[s]", "talk/ana"));
+    CHECK_INT(json_array_size(rows), 3);
+    r0 = json_array_get(rows, 0);
+    CHECK_STR(json_string_value(json_object_get(r0, "text")), "on my way, 5 min late");
+    CHECK_STR(json_string_value(json_object_get(r0, "author")), "U2"); /* kept: the edit has none */
+    CHECK_INT(json_integer_value(json_object_get(r0, "read")), 1);     /* read stays read */
+    json_decref(rows);
+
     json_decref(poll);
     json_decref(again);
     wh_await_destroy(&a);
