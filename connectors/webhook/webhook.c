@@ -540,6 +540,8 @@ static int webhook_webhook(void *state, const wh_request *req, wh_webhook *wh)
 
 static const wh_option k_request_args[] = {
     {"url", WH_OPT_STRING, NULL, WH_OPT_REQUIRED, "absolute http:// or https:// URL"},
+    {"query", WH_OPT_OBJECT, NULL, 0,
+     "query arguments added to the URL, encoded: object of name -> string, number or boolean"},
     {"method", WH_OPT_STRING, NULL, 0, "HTTP method; default POST with a body, else GET"},
     {"headers", WH_OPT_OBJECT, NULL, 0, "extra request headers: object of name -> string"},
     {"json", WH_OPT_ANY, NULL, 0, "a JSON body (sent as application/json)"},
@@ -596,7 +598,8 @@ static void form_escape(sbuf *b, const char *s, size_t n)
 }
 
 /* Encode a form object into b; false (with err set) on a value that is not a scalar. */
-static bool encode_form(sbuf *b, const json_t *form, char *err, size_t errsize)
+/* `what` names the argument in errors: "request: `form`", "poll: `query`" */
+static bool encode_form(sbuf *b, const json_t *form, const char *what, char *err, size_t errsize)
 {
     const char *key;
     json_t *value;
@@ -620,12 +623,34 @@ static bool encode_form(sbuf *b, const json_t *form, char *err, size_t errsize)
             sb_puts(b, text);
             free(text);
         } else {
-            snprintf(err, errsize, "request: `form.%.64s` must be a string, number or boolean",
-                     key);
+            snprintf(err, errsize, "%s.%.64s` must be a string, number or boolean", what, key);
             return false;
         }
     }
     return true;
+}
+
+/*
+ * `url` with the arguments of `query` (encoded as a form is) appended, after
+ * any query the URL has and before its fragment, which is dropped (it is
+ * never sent). Returns false with err set when a value is not a scalar.
+ */
+static bool url_with_query(sbuf *out, const char *url, const json_t *query, const char *what,
+                           char *err, size_t errsize)
+{
+    const char *hash = strchr(url, '#');
+    size_t base = hash ? (size_t)(hash - url) : strlen(url);
+    sb_append(out, url, base);
+    if (json_object_size(query) == 0) {
+        return true;
+    }
+    const char *q = memchr(url, '?', base);
+    if (!q) {
+        sb_append(out, "?", 1);
+    } else if (q + 1 < url + base && url[base - 1] != '&') {
+        sb_append(out, "&", 1);
+    }
+    return encode_form(out, query, what, err, errsize);
 }
 
 /* Media type of a Content-Type value, lower-cased, without parameters, into out. */
@@ -717,7 +742,7 @@ static int op_request(void *state, wh_call *call, const json_t *args)
     const webhook *w = state;
     const wh_host *h = w->host;
     char err[256] = "";
-    sbuf body = {0};
+    sbuf body = {0}, full_url = {0};
     char **lines = NULL;
     size_t nlines = 0;
     char *json_text = NULL;
@@ -742,6 +767,21 @@ static int op_request(void *state, wh_call *call, const json_t *args)
         !valid_url(json_string_value(url))) {
         snprintf(err, sizeof err, "request: `url` must be an absolute http:// or https:// URL");
         goto fail;
+    }
+    /* query arguments, appended to the URL encoded */
+    const json_t *a_query = json_object_get(args, "query");
+    if (a_query) {
+        if (!json_is_object(a_query)) {
+            snprintf(err, sizeof err, "request: `query` must be an object");
+            goto fail;
+        }
+        if (!url_with_query(&full_url, json_string_value(url), a_query, "request: `query", err,
+                            sizeof err)) {
+            goto fail;
+        }
+        if (full_url.oom || !full_url.data) {
+            goto nomem;
+        }
     }
     /* body arguments: at most one */
     const json_t *a_json = json_object_get(args, "json");
@@ -829,7 +869,7 @@ static int op_request(void *state, wh_call *call, const json_t *args)
             snprintf(err, sizeof err, "request: `form` must be an object");
             goto fail;
         }
-        if (!encode_form(&body, a_form, err, sizeof err)) {
+        if (!encode_form(&body, a_form, "request: `form", err, sizeof err)) {
             goto fail;
         }
         if (body.oom) {
@@ -872,7 +912,7 @@ static int op_request(void *state, wh_call *call, const json_t *args)
     wh_http_request r = {
         .struct_size = sizeof r,
         .method = method,
-        .url = json_string_value(url),
+        .url = full_url.data ? full_url.data : json_string_value(url),
         .headers = (const char *const *)lines,
         .body = body_ptr,
         .body_len = body_len,
@@ -899,6 +939,7 @@ done:
     free(lines);
     free(json_text);
     free(body.data);
+    free(full_url.data);
     return WH_OK;
 }
 
@@ -907,6 +948,8 @@ done:
 
 static const wh_option k_poll_args[] = {
     {"url", WH_OPT_STRING, NULL, WH_OPT_REQUIRED, "absolute http:// or https:// URL (GET)"},
+    {"query", WH_OPT_OBJECT, NULL, 0,
+     "query arguments added to the URL, encoded: object of name -> string, number or boolean"},
     {"headers", WH_OPT_OBJECT, NULL, 0, "extra request headers: object of name -> string"},
     {"items", WH_OPT_STRING, "\"items\"", 0, "dotted path of the item list in the response"},
     {"cursor", WH_OPT_STRING, "\"cursor\"", 0, "dotted path of the next cursor in the response"},
@@ -1015,21 +1058,24 @@ static int op_poll(void *state, wh_call *call, const json_t *args)
     p->cursor_path = strdup(cursor ? cursor : "cursor");
     const json_t *prev = h->call_cursor(call);
     p->prev_cursor = prev ? json_deep_copy(prev) : NULL;
+    /* `query`, then the cursor (which wins over a `query` argument of its name) */
+    const json_t *a_query = json_object_get(args, "query");
+    json_t *query = json_is_object(a_query) ? json_copy((json_t *)a_query) : json_object();
+    if (prev && query && (json_is_string(prev) || json_is_integer(prev))) {
+        json_object_set(query, param ? param : "cursor", (json_t *)prev);
+    }
     sbuf full = {0};
-    sb_puts(&full, url);
-    if (prev && !json_is_null(prev)) {
-        char num[32];
-        const char *v = json_string_value(prev);
-        if (!v && json_is_integer(prev)) {
-            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(prev));
-            v = num;
-        }
-        if (v) {
-            sb_puts(&full, strchr(url, '?') ? "&" : "?");
-            form_escape(&full, param ? param : "cursor", strlen(param ? param : "cursor"));
-            sb_puts(&full, "=");
-            form_escape(&full, v, strlen(v));
-        }
+    char qerr[160] = "";
+    if (a_query && !json_is_object(a_query)) {
+        snprintf(qerr, sizeof qerr, "poll: `query` must be an object");
+    } else if (query) {
+        url_with_query(&full, url, query, "poll: `query", qerr, sizeof qerr);
+    }
+    json_decref(query);
+    if (qerr[0]) {
+        free(full.data);
+        poll_ctx_free(p);
+        return h->complete(call, WH_CALL_FAIL, NULL, 0, qerr);
     }
     /* headers: "Name: value" lines, the same checks as `request` */
     const json_t *hdrs = json_object_get(args, "headers");
@@ -1038,7 +1084,7 @@ static int op_poll(void *state, wh_call *call, const json_t *args)
     size_t k = 0;
     const char *name;
     const json_t *val;
-    int bad = !lines || !p->items_path || !p->cursor_path || !full.data;
+    int bad = !lines || !p->items_path || !p->cursor_path || !full.data || full.oom;
     json_object_foreach((json_t *)hdrs, name, val)
     {
         const char *v = json_string_value(val);

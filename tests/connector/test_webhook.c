@@ -433,6 +433,9 @@ static void test_request_args(void *s)
          "request: `form.a` must be a string, number or boolean"},
         {"{\"url\": \"http://a\", \"form\": \"a=1\"}", "request: `form` must be an object"},
         {"{\"url\": \"http://a\", \"body\": 5}", "request: `body` must be a string"},
+        {"{\"url\": \"http://a\", \"query\": [1]}", "request: `query` must be an object"},
+        {"{\"url\": \"http://a\", \"query\": {\"q\": null}}",
+         "request: `query.q` must be a string, number or boolean"},
         {"{\"url\": \"http://a\", \"timeout_ms\": -1}",
          "request: `timeout_ms` must be an integer 0..86400000"},
         {"{\"url\": \"http://a\", \"timeout_ms\": \"5s\"}",
@@ -483,6 +486,19 @@ static void test_request_args(void *s)
     CHECK_STR(sent()->body, "q=a+b%26c%3Dd&n=5&r=1.5&t=true&u=%C3%A9%7E*%2F%2B&k+y=");
     CHECK_INT(sent_headers("Content-Type:", &h), 1);
     CHECK_STR(h, "Content-Type: application/x-www-form-urlencoded");
+    respond(200, "", NULL, NULL, NULL, 0);
+
+    /* query: encoded as a form is, after the URL's own query, before its (dropped) fragment */
+    start(s, &call,
+          "{\"url\": \"http://a.example/s?x=1#frag\", \"query\": {\"q\": \"a b&c=d/é\", "
+          "\"n\": 2, \"t\": false}}");
+    CHECK_STR(sent()->url, "http://a.example/s?x=1&q=a+b%26c%3Dd%2F%C3%A9&n=2&t=false");
+    respond(200, "", NULL, NULL, NULL, 0);
+    start(s, &call, "{\"url\": \"http://a.example/s\", \"query\": {\"k\": \"v\"}}");
+    CHECK_STR(sent()->url, "http://a.example/s?k=v");
+    respond(200, "", NULL, NULL, NULL, 0);
+    start(s, &call, "{\"url\": \"http://a.example/s?\", \"query\": {}}");
+    CHECK_STR(sent()->url, "http://a.example/s?");
     respond(200, "", NULL, NULL, NULL, 0);
 
     /* body with a method, the user's own Content-Type and headers, a timeout. The user's

@@ -30,7 +30,7 @@ rules:
     on: in/start
     do:
       - await: api.poll
-        with: { url: "%(url)s/thread/{{body.who}}" }
+        with: { url: "%(url)s/thread/{{body.who}}#top", query: { who: "{{body.who}}", q: "a b&c" } }
         key: "thread/{{body.who}}"
         every: 1s
         for: %(for)s
@@ -92,7 +92,10 @@ class AwaitTest(HubTest):
         # later polls carry the cursor and return both items again: nothing is stored twice
         n = len(self.api.requests)
         self.api.wait_requests(n + 2, "/thread/ana")
-        self.assertTrue(any("cursor=2" in r["path"] for r in self.api.requests))
+        # `query` is encoded into the URL (the fragment is never sent), the cursor after it
+        self.assertIn("/thread/ana?who=ana&q=a+b%26c&cursor=2",
+                      [r["path"] for r in self.api.requests])
+        self.assertEqual(self.api.requests[0]["path"], "/thread/ana?who=ana&q=a+b%26c")
         self.assertEqual(h.out.text().count("reply 1 from"), 1)
         self.assertEqual(h.out.text().count("reply 2 from"), 1)
         # load unread: both, then nothing new; load without unread: all
