@@ -79,7 +79,6 @@ typedef struct req {
     int unread_only, peek;
     json_t *rows;
     json_int_t unread;
-    json_int_t last_seq;
 } req;
 
 static int read_replies(sqlite3 *db, void *ud)
@@ -114,33 +113,50 @@ static int read_replies(sqlite3 *db, void *ud)
     return rc;
 }
 
+/*
+ * A marking read, as one write job: the replies are read and marked in the
+ * writer's transaction, so two callers at once never both take one reply.
+ */
+static int take_replies(sqlite3 *db, void *ud)
+{
+    req *q = ud;
+    int rc = read_replies(db, q);
+    size_t n = json_array_size(q->rows);
+    if (rc != WH_OK || n == 0) {
+        return rc;
+    }
+    json_int_t last = json_integer_value(json_object_get(json_array_get(q->rows, n - 1), "seq"));
+    json_t *batch = json_array();
+    wh_sqlbatch_add(batch, "UPDATE replies SET read = 1 WHERE key = ?1 AND read = 0 AND seq <= ?2",
+                    json_pack("[s, I]", q->key, last));
+    rc = wh_sqlbatch_exec(db, batch);
+    json_decref(batch);
+    if (rc == WH_OK) {
+        q->unread -= (json_int_t)n;
+        if (q->unread < 0) {
+            q->unread = 0;
+        }
+    }
+    return rc;
+}
+
 json_t *wh_api_replies(wh_api *api, const char *key, int unread_only, int peek, const char *since,
                        size_t *count)
 {
-    req q = {key, since, unread_only, peek, NULL, 0, 0};
-    if (wh_store_read(api->store, read_replies, &q) != WH_OK) {
+    req q = {key, since, unread_only, peek, NULL, 0};
+    int marks = unread_only && !peek;
+    int rc = marks ? wh_store_write_sync(api->store, take_replies, &q)
+                   : wh_store_read(api->store, read_replies, &q);
+    if (rc != WH_OK) {
+        json_decref(q.rows);
         return NULL;
     }
     size_t i;
     json_t *row;
     json_array_foreach(q.rows, i, row)
     {
-        q.last_seq = json_integer_value(json_object_get(row, "seq"));
         json_object_del(row, "seq");
     }
     *count = json_array_size(q.rows);
-    if (unread_only && !peek && q.last_seq > 0) {
-        json_t *batch = json_array();
-        wh_sqlbatch_add(batch,
-                        "UPDATE replies SET read = 1 WHERE key = ?1 AND read = 0 AND seq <= ?2",
-                        json_pack("[s, I]", key, q.last_seq));
-        if (wh_store_write_sync(api->store, wh_sqlbatch_exec, batch) == WH_OK) {
-            q.unread -= (json_int_t)*count;
-            if (q.unread < 0) {
-                q.unread = 0;
-            }
-        }
-        json_decref(batch);
-    }
     return json_pack("{s:s, s:o, s:I}", "key", key, "replies", q.rows, "unread", q.unread);
 }

@@ -24,9 +24,20 @@
 /* ------------------------------------------------------------------ */
 /* the replies API: GET /v1/replies/<key>                               */
 
-static int truthy(const char *v)
+/* A flag argument: absent (or without "="), 1/true/yes, 0/false/no; -1 for anything else. */
+static int flag_arg(struct MHD_Connection *conn, const char *name)
 {
-    return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "yes") == 0);
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!v) {
+        return 0;
+    }
+    if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0) {
+        return 1;
+    }
+    if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0) {
+        return 0;
+    }
+    return -1;
 }
 
 /* Whether the caller is still connected: a long poll's client may have given
@@ -100,8 +111,17 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
     if (auth == 403) {
         return wh_gw_queue_error(conn, 403, "forbidden", "this token may not read that key", NULL);
     }
-    r->poll_unread = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "unread"));
-    r->poll_peek = truthy(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "peek"));
+    json_t *utf8 = json_string(key); /* jansson checks UTF-8 */
+    json_decref(utf8);
+    if (!utf8) {
+        return wh_gw_queue_error(conn, 400, "bad_key", "the key must be UTF-8", NULL);
+    }
+    r->poll_unread = flag_arg(conn, "unread");
+    r->poll_peek = flag_arg(conn, "peek");
+    if (r->poll_unread < 0 || r->poll_peek < 0) {
+        return wh_gw_queue_error(conn, 400, r->poll_unread < 0 ? "bad_unread" : "bad_peek",
+                                 "unread and peek are 1, true or yes; 0, false or no", NULL);
+    }
     const char *since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
     const char *wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait");
     long wait_s = 0;

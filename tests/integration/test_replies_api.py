@@ -169,6 +169,51 @@ class RepliesApiTest(HubTest):
         self.assertEqual(s, 200)
         self.assertEqual([r["id"] for r in b["replies"]], ["3"])
 
+    def test_marking_readers_at_once_never_share_a_reply(self):
+        # Readers that mark (unread=1, no wait) at the same instant: each reply
+        # goes to exactly one of them. Several rounds, the replies marked unread
+        # again in the state file between them.
+        import os
+        import sqlite3
+        self.h.json_request("POST", "/hooks/in/start", {})
+        self.api.wait_requests(1, "/thread")
+        for i in range(1, 4):
+            self.add(i, "Ben", "reply %d" % i)
+        db = sqlite3.connect(os.path.join(self.h.dir, "wirehub.db"), timeout=10)
+        self.addCleanup(db.close)
+        for _ in range(5):
+            with db:
+                db.execute("UPDATE replies SET read = 0")
+            got, go = [], threading.Event()
+
+            def reader():
+                go.wait(10)
+                s, b = self.get("/v1/replies/thread/ana?unread=1")
+                got.append((s, [r["id"] for r in b["replies"]]))
+
+            threads = [threading.Thread(target=reader) for _ in range(8)]
+            for t in threads:
+                t.start()
+            go.set()
+            for t in threads:
+                t.join(20)
+            self.assertEqual([s for s, _ in got], [200] * 8)
+            ids = sorted(i for _, some in got for i in some)
+            self.assertEqual(ids, ["1", "2", "3"], "each reply to exactly one reader")
+
+    def test_bad_arguments_are_400(self):
+        for path, error in (("/v1/replies/thread/a%ffb", "bad_key"),
+                            ("/v1/replies/thread/a%c3%28", "bad_key"),
+                            ("/v1/replies/thread/ana?unread=2", "bad_unread"),
+                            ("/v1/replies/thread/ana?unread=", "bad_unread"),
+                            ("/v1/replies/thread/ana?unread=1&peek=maybe", "bad_peek"),
+                            ("/v1/replies/thread/ana?wait=1e9", "bad_wait")):
+            s, b = self.get(path)
+            self.assertEqual((s, b.get("error")), (400, error), path)
+        s, b = self.get("/v1/replies/thread/ana?unread=true&peek=no")
+        self.assertEqual(s, 200)
+        self.assertEqual(self.h.json_request("GET", "/healthz")[0], 200)
+
 
 if __name__ == "__main__":
     unittest.main()
