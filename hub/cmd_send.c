@@ -21,9 +21,13 @@ static void print_json(FILE *out, const json_t *v)
     free(s);
 }
 
-static int print_load(void *ud, const char *name, const char *key, int unread)
+static int print_load(void *ud, const char *name, const char *key, int unread, long limit)
 {
-    fprintf((FILE *)ud, "  load %s key=%s%s\n", name, key, unread ? " unread" : "");
+    fprintf((FILE *)ud, "  load %s key=%s%s", name, key, unread ? " unread" : "");
+    if (limit > 0) {
+        fprintf((FILE *)ud, " limit=%ld", limit);
+    }
+    fputc('\n', (FILE *)ud);
     return 0;
 }
 

@@ -63,6 +63,7 @@ typedef struct pass {
     json_t *sql;     /* sqlbatch */
     json_t *effects; /* [[topic, message]] */
     int64_t now;
+    json_t *taken; /* key → the last reply seq an unread load of this pass marked; or NULL */
 } pass;
 
 struct wh_engine {
@@ -367,15 +368,18 @@ typedef struct load_ctx {
     json_t *ctx;
 } load_ctx;
 
-static int load_one(void *ud, const char *name, const char *key, int unread)
+static int load_one(void *ud, const char *name, const char *key, int unread, long limit)
 {
     load_ctx *lc = ud;
+    pass *p = lc->p;
+    /* an earlier run of this pass may have marked some read: not committed yet, not seen */
+    json_int_t after = unread ? json_integer_value(json_object_get(p->taken, key)) : 0;
     json_t *rows = query(lc->e,
                          unread ? "SELECT seq, id, author, text, time, source FROM replies WHERE "
-                                  "key = ?1 AND read = 0 ORDER BY seq"
+                                  "key = ?1 AND read = 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
                                 : "SELECT seq, id, author, text, time, source FROM replies WHERE "
-                                  "key = ?1 ORDER BY seq",
-                         json_pack("[s]", key));
+                                  "key = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                         json_pack("[s, I, I]", key, after, (json_int_t)(limit > 0 ? limit : -1)));
     if (!rows) {
         rows = json_array();
     }
@@ -389,9 +393,27 @@ static int load_one(void *ud, const char *name, const char *key, int unread)
     }
     if (unread && last > 0) {
         /* these are read now; a later run asking for unread ones gets only newer */
-        wh_sqlbatch_add(lc->p->sql,
+        wh_sqlbatch_add(p->sql,
                         "UPDATE replies SET read = 1 WHERE key = ?1 AND read = 0 AND seq <= ?2",
                         json_pack("[s, I]", key, last));
+        if (!p->taken) {
+            p->taken = json_object();
+        }
+        json_object_set_new(p->taken, key, json_integer(last));
+    }
+    if (unread) {
+        /* what a limit left for next time: "and 3 more" */
+        char left_name[WH_RULE_NAME_MAX + 8];
+        snprintf(left_name, sizeof left_name, "%s_left", name);
+        json_t *cnt = query(lc->e,
+                            "SELECT count(*) AS n FROM replies WHERE key = ?1 AND read = 0 AND "
+                            "seq > ?2",
+                            json_pack("[s, I]", key, last > after ? last : after));
+        json_int_t left = json_integer_value(json_object_get(json_array_get(cnt, 0), "n"));
+        json_decref(cnt);
+        if (left > 0) { /* absent at 0, so that {{#replies_left}} reads as "any left?" */
+            json_object_set_new(lc->ctx, left_name, json_integer(left));
+        }
     }
     json_object_set_new(lc->ctx, name, rows);
     return 0;
@@ -658,6 +680,8 @@ static void finish_pass(wh_engine *e, pass *p)
     }
     json_array_clear(p->sql);
     json_array_clear(p->effects);
+    json_decref(p->taken);
+    p->taken = NULL;
 }
 
 /*
@@ -1088,7 +1112,7 @@ static void sweep(wh_engine *e, pass *p)
 static void *engine_main(void *arg)
 {
     wh_engine *e = arg;
-    pass p = {json_array(), json_array(), wh_now_ms()};
+    pass p = {json_array(), json_array(), wh_now_ms(), NULL};
     e->outcomes_from = p.now; /* recover() took every call finished before */
     recover(e, &p);
     e->next_cleanup = wh_mono_ms() + 60000;
@@ -1131,6 +1155,7 @@ static void *engine_main(void *arg)
     }
     json_decref(p.sql);
     json_decref(p.effects);
+    json_decref(p.taken);
     return NULL;
 }
 
@@ -1224,7 +1249,7 @@ void wh_engine_destroy(wh_engine **pe)
         pthread_join(e->thread, NULL);
     }
     /* runs waiting for calls stay in the store and resume at the next start */
-    pass p = {json_array(), json_array(), wh_now_ms()};
+    pass p = {json_array(), json_array(), wh_now_ms(), NULL};
     for (size_t i = 0; i < BUCKETS; i++) {
         while (e->waiting[i]) {
             run *r = e->waiting[i];
@@ -1233,7 +1258,8 @@ void wh_engine_destroy(wh_engine **pe)
         }
     }
     json_decref(p.sql);
-    json_decref(p.effects); /* callers still waiting are answered by the gateway's shutdown */
+    json_decref(p.effects);
+    json_decref(p.taken); /* callers still waiting are answered by the gateway's shutdown */
     wh_sub_destroy(&e->sub);
     wh_pub_destroy(&e->pub);
     json_decref(e->subscribed);

@@ -46,6 +46,7 @@ typedef struct load_entry {
     char *name;
     wh_tpl *key;
     int unread;
+    long limit; /* 0: every reply */
 } load_entry;
 
 struct wh_step {
@@ -1085,7 +1086,7 @@ static const char *const collect_keys[] = {"on", "if", NULL};
 static const char *const rule_keys[] = {"name", "on",      "enabled", "stop", "if",
                                         "load", "do",      "respond", "debounce", NULL};
 static const char *const debounce_keys[] = {"key", "for", NULL};
-static const char *const load_keys[] = {"key", "unread", NULL};
+static const char *const load_keys[] = {"key", "unread", "limit", NULL};
 static const char *const top_keys[] = {"rules", NULL};
 
 /* `with` of a call/await: a mapping, templated. */
@@ -1319,8 +1320,24 @@ static void compile_loads(loader *L, const json_t *load, const char *ptr, wh_rul
                 e->key = compile_tpl_string(L, key, wh_ptr_child(kp, sizeof kp, ep, "key"), "key");
             }
             e->unread = bool_member(L, v, ep, "unread", 0);
+            const json_t *limit = json_object_get(v, "limit");
+            if (limit && (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
+                          json_integer_value(limit) > WH_LOAD_LIMIT_MAX)) {
+                char got[40];
+                if (json_is_integer(limit)) {
+                    snprintf(got, sizeof got, "%" JSON_INTEGER_FORMAT, json_integer_value(limit));
+                } else {
+                    snprintf(got, sizeof got, "%s", type_name(limit));
+                }
+                VERR(L, wh_ptr_child(kp, sizeof kp, ep, "limit"),
+                     "'limit' must be a whole number from 1 to %d, got %s", WH_LOAD_LIMIT_MAX,
+                     got);
+            } else if (limit) {
+                e->limit = (long)json_integer_value(limit);
+            }
         } else {
-            VERR(L, ep, "load entry '%s' must be a key template or a mapping {key, unread}, got %s",
+            VERR(L, ep,
+                 "load entry '%s' must be a key template or a mapping {key, unread, limit}, got %s",
                  shown(shw, sizeof shw, name), type_name(v));
         }
     }
@@ -2175,7 +2192,9 @@ json_t *wh_step_render_collect_if(const wh_step *s, const json_t *ctx)
 }
 
 int wh_rule_each_load(const wh_rule *rule, const json_t *ctx,
-                      int (*fn)(void *ud, const char *name, const char *key, int unread), void *ud)
+                      int (*fn)(void *ud, const char *name, const char *key, int unread,
+                                long limit),
+                      void *ud)
 {
     if (!rule || !fn) {
         return 0;
@@ -2186,7 +2205,7 @@ int wh_rule_each_load(const wh_rule *rule, const json_t *ctx,
         if (!key) {
             return WH_ERR_NOMEM;
         }
-        int rc = fn(ud, e->name, key, e->unread);
+        int rc = fn(ud, e->name, key, e->unread, e->limit);
         free(key);
         if (rc) {
             return rc;

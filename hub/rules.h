@@ -11,7 +11,7 @@
  *       enabled: true                        # optional, default true
  *       stop: false                          # optional: no later rule sees the event
  *       if: { intent.name: GivePresentationIntent }   # optional criteria (match.h)
- *       load: { replies: "presentation/{{user.id}}" } # or name: { key: T, unread: bool }
+ *       load: { replies: "presentation/{{user.id}}" } # or name: { key: T, unread: bool, limit: N }
  *       do:                                  # optional list of steps, each ONE of:
  *         - call: team.post_message          #   call: <instance>.<operation>
  *           with: { channel: "#team", text: "{{user.name}} is presenting" }
@@ -242,15 +242,20 @@ char *wh_rule_render_debounce_key(const wh_rule *rule, const json_t *ctx);
  */
 json_t *wh_step_render_collect_if(const wh_step *s, const json_t *ctx);
 
+/** The largest `limit` of a load entry. */
+#define WH_LOAD_LIMIT_MAX 10000
+
 /**
- * Call fn(ud, name, key, unread) for each `load` entry in order, the key
- * rendered against ctx. Stops when fn returns non-zero and returns that;
- * WH_ERR_NOMEM when out of memory; 0 otherwise.
+ * Call fn(ud, name, key, unread, limit) for each `load` entry in order, the key
+ * rendered against ctx; limit is 0 when the entry has none. Stops when fn
+ * returns non-zero and returns that; WH_ERR_NOMEM when out of memory; 0 otherwise.
  *
  * Ownership: borrows; name and key are valid only during the call.
  */
 int wh_rule_each_load(const wh_rule *rule, const json_t *ctx,
-                      int (*fn)(void *ud, const char *name, const char *key, int unread), void *ud);
+                      int (*fn)(void *ud, const char *name, const char *key, int unread,
+                                long limit),
+                      void *ud);
 
 /**
  * A duration as rule files write it: 20s, 30m, 2h, 1d, 1500ms.

@@ -46,6 +46,10 @@ rules:
     load: { replies: { key: "thread/{{body.who}}", unread: true } }
     respond:
       text: "{{#replies}}{{author}}: {{text}}; {{/replies}}{{^replies}}nothing new{{/replies}}"
+  - name: one
+    on: ask/one
+    load: { replies: { key: "thread/{{body.who}}", unread: true, limit: 1 } }
+    respond: { text: "{{#replies}}{{author}}{{/replies}} left={{replies_left}}" }
   - name: all
     on: ask/all
     load: { replies: "thread/{{body.who}}" }
@@ -98,11 +102,16 @@ class AwaitTest(HubTest):
         self.assertEqual(self.api.requests[0]["path"], "/thread/ana?who=ana&q=a+b%26c")
         self.assertEqual(h.out.text().count("reply 1 from"), 1)
         self.assertEqual(h.out.text().count("reply 2 from"), 1)
-        # load unread: both, then nothing new; load without unread: all
+        # load unread with a limit: the oldest one, and how many are left
+        s, b = h.json_request("POST", "/hooks/ask/one", {"who": "ana"})
+        self.assertEqual(b, {"text": "Ben left=1"})
+        # load unread: the rest, then nothing new; load without unread: all
         s, b = h.json_request("POST", "/hooks/ask/read", {"who": "ana"})
-        self.assertEqual(b, {"text": "Ben: great, send the slides; Chen: I'll join at three; "})
+        self.assertEqual(b, {"text": "Chen: I'll join at three; "})
         s, b = h.json_request("POST", "/hooks/ask/read", {"who": "ana"})
         self.assertEqual(b, {"text": "nothing new"})
+        s, b = h.json_request("POST", "/hooks/ask/one", {"who": "ana"})
+        self.assertEqual(b, {"text": " left="})  # absent when none is left
         s, b = h.json_request("POST", "/hooks/ask/all", {"who": "ana"})
         self.assertEqual(b, {"text": "Ben Chen "})
         r = h.cmd("replies", "-c", h.config_path, "thread/ana")

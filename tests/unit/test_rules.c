@@ -183,7 +183,7 @@ static const char presentation[] =
     "    stop: true\n"
     "    load:\n"
     "      replies: \"presentation/{{user.id}}\"\n"
-    "      fresh: { key: \"fresh/{{user.id}}\", unread: true }\n"
+    "      fresh: { key: \"fresh/{{user.id}}\", unread: true, limit: 5 }\n"
     "    do:\n"
     "      - respond: { speech: \"{{#replies}}{{author}} says: {{text}}. {{/replies}}\" }\n"
     "      - stop_await: \"presentation/{{user.id}}\"\n"
@@ -473,6 +473,8 @@ static void test_errors_misc(void)
                   "      r2: { key: k, unread: yes, x: 1 }\n"
                   "      3rd: k\n"
                   "      r4: { unread: true }\n"
+                  "      r5: { key: k, limit: 0 }\n"
+                  "      r6: { key: k, limit: \"5\" }\n"
                   "    do:\n"
                   "      - call: team.post_message\n"
                   "        with: { channel: x }\n"
@@ -490,16 +492,18 @@ static void test_errors_misc(void)
                   "t.yaml:5:14: 'enabled' must be true or false, got a string",
                   "t.yaml:6:20: 'gt' for 'n' needs a number, got a string",
                   "t.yaml:8:11: load entry 'r1' must be a key template or a mapping {key, "
-                  "unread}, got an integer",
-                  "t.yaml:9:34: unknown key 'x' in a load entry (known: key, unread)",
+                  "unread, limit}, got an integer",
+                  "t.yaml:9:34: unknown key 'x' in a load entry (known: key, unread, limit)",
                   "t.yaml:9:29: 'unread' must be true or false, got a string",
                   "t.yaml:10:7: load name '3rd' must be a letter or _, then letters, digits or _ "
                   "(at most 64)",
                   "t.yaml:11:11: load entry 'r4' has no 'key'",
-                  "t.yaml:15:13: 'as' must be a name: a letter or _, then letters, digits or _ "
+                  "t.yaml:12:28: 'limit' must be a whole number from 1 to 10000, got 0",
+                  "t.yaml:13:28: 'limit' must be a whole number from 1 to 10000, got a string",
+                  "t.yaml:17:13: 'as' must be a name: a letter or _, then letters, digits or _ "
                   "(at most 64)",
-                  "t.yaml:21:13: duplicate result name 'post' in this rule",
-                  "t.yaml:22:5: duplicate rule name 'a' (first in t.yaml:2:5)");
+                  "t.yaml:23:13: duplicate result name 'post' in this rule",
+                  "t.yaml:24:5: duplicate rule name 'a' (first in t.yaml:2:5)");
 }
 
 static void test_debounce(void)
@@ -884,17 +888,18 @@ static void test_render(void)
     wh_rules_unref(&r);
 }
 
-static int record_load(void *ud, const char *name, const char *key, int unread)
+static int record_load(void *ud, const char *name, const char *key, int unread, long limit)
 {
-    wh_buf_printf(ud, "%s=%s:%d;", name, key, unread);
+    wh_buf_printf(ud, "%s=%s:%d:%ld;", name, key, unread, limit);
     return 0;
 }
 
-static int stop_load(void *ud, const char *name, const char *key, int unread)
+static int stop_load(void *ud, const char *name, const char *key, int unread, long limit)
 {
     (void)name;
     (void)key;
     (void)unread;
+    (void)limit;
     ++*(int *)ud;
     return 7;
 }
@@ -908,7 +913,7 @@ static void test_loads(void)
     json_t *ctx = context("alexa", "intent", "{\"user\":{\"id\":\"u1\"}}");
     wh_buf b = {0};
     CHECK_INT(wh_rule_each_load(wh_rules_get(r, 1), ctx, record_load, &b), 0);
-    CHECK_STR(b.data, "replies=presentation/u1:0;fresh=fresh/u1:1;");
+    CHECK_STR(b.data, "replies=presentation/u1:0:0;fresh=fresh/u1:1:5;");
     int n = 0;
     CHECK_INT(wh_rule_each_load(wh_rules_get(r, 1), ctx, stop_load, &n), 7);
     CHECK_INT(n, 1);
@@ -1057,7 +1062,7 @@ static void test_dry_run(void)
                    "intent.name: \"GetFeedbackIntent\" is not equal to \"GivePresentationIntent\"\n"
                    "rule read-back-replies (rules/presentation.yaml:20): matched\n"
                    "  load replies key=presentation/u1\n"
-                   "  load fresh key=fresh/u1 unread\n"
+                   "  load fresh key=fresh/u1 unread limit=5\n"
                    "  respond {\"speech\":\"\"}\n"
                    "  stop_await presentation/u1\n"
                    "  respond {\"speech\":\"<speak>Topic Q&amp;A</speak>\",\"text\":\"Topic Q&A\","
