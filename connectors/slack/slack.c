@@ -283,6 +283,86 @@ const char *slack_bot_author(const json_t *msg)
     return n;
 }
 
+/* Slack escapes only these three in message text */
+static void put_decoded(sbuf *out, const char *s, size_t n)
+{
+    static const struct {
+        const char *entity;
+        size_t len;
+        char c;
+    } ents[] = {{"&amp;", 5, '&'}, {"&lt;", 4, '<'}, {"&gt;", 4, '>'}};
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '&') {
+            continue;
+        }
+        for (size_t e = 0; e < sizeof ents / sizeof ents[0]; e++) {
+            if (n - i >= ents[e].len && memcmp(s + i, ents[e].entity, ents[e].len) == 0) {
+                sb_append(out, s + start, i - start);
+                sb_append(out, &ents[e].c, 1);
+                i += ents[e].len - 1;
+                start = i + 1;
+                break;
+            }
+        }
+    }
+    sb_append(out, s + start, n - start);
+}
+
+/* One <...> sequence (without the brackets) as a reader would say it. */
+static void put_control(slack *s, sbuf *out, const char *seq, size_t n)
+{
+    const char *bar = memchr(seq, '|', n);
+    size_t tlen = bar ? (size_t)(bar - seq) : n;
+    const char *label = bar ? bar + 1 : NULL;
+    size_t llen = bar ? n - tlen - 1 : 0;
+    if (tlen > 1 && seq[0] == '@') { /* a user: <@U123> or <@U123|ana> */
+        char id[64], name[256];
+        snprintf(id, sizeof id, "%.*s", (int)(tlen - 1 < 63 ? tlen - 1 : 63), seq + 1);
+        sb_append(out, "@", 1);
+        if (label && llen) {
+            put_decoded(out, label, llen);
+        } else if (slack_user_cached(s, id, name, sizeof name)) {
+            sb_puts(out, name);
+        } else {
+            sb_puts(out, id);
+        }
+    } else if (tlen > 1 && seq[0] == '#') { /* a channel: <#C123|general> */
+        sb_append(out, "#", 1);
+        put_decoded(out, label && llen ? label : seq + 1, label && llen ? llen : tlen - 1);
+    } else if (tlen > 1 && seq[0] == '!') { /* <!here>, <!subteam^S1|@team>, <!date^…|text> */
+        if (label && llen) {
+            put_decoded(out, label, llen);
+        } else {
+            size_t kw = strcspn(seq + 1, "^|>");
+            kw = kw < tlen - 1 ? kw : tlen - 1;
+            sb_append(out, "@", 1);
+            sb_append(out, seq + 1, kw);
+        }
+    } else if (label && llen) { /* a link with a label */
+        put_decoded(out, label, llen);
+    } else { /* a bare link; mailto: is said without its scheme */
+        size_t skip = tlen > 7 && strncmp(seq, "mailto:", 7) == 0 ? 7 : 0;
+        put_decoded(out, seq + skip, tlen - skip);
+    }
+}
+
+void slack_plain_text(slack *s, sbuf *out, const char *text)
+{
+    const char *p = text ? text : "";
+    while (*p) {
+        const char *lt = strchr(p, '<');
+        const char *gt = lt ? strchr(lt + 1, '>') : NULL;
+        if (!lt || !gt) {
+            put_decoded(out, p, strlen(p));
+            break;
+        }
+        put_decoded(out, p, (size_t)(lt - p));
+        put_control(s, out, lt + 1, (size_t)(gt - lt - 1));
+        p = gt + 1;
+    }
+}
+
 bool slack_user_cached(slack *s, const char *user, char *out, size_t size)
 {
     bool found = false;

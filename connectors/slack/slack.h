@@ -115,6 +115,15 @@ bool slack_from_self(slack *s, const json_t *msg);
  */
 const char *slack_bot_author(const json_t *msg);
 
+/**
+ * Message text (Slack's mrkdwn) as plain text, appended to out: `&amp;`,
+ * `&lt;`, `&gt;` decoded; `<@U1>` as `@` and the user's cached name (else the
+ * id), `<#C1|general>` as `#general`, `<!here>` as `@here`, a link as its
+ * label (else its URL, a mailto: without the scheme). Other markup (*bold*,
+ * _italic_, emoji codes) is kept. Ownership: borrows; appends to out.
+ */
+void slack_plain_text(slack *s, sbuf *out, const char *text);
+
 /** The cached display name of `user`, copied into out; false when not cached or expired. */
 bool slack_user_cached(slack *s, const char *user, char *out, size_t size);
 /** Cache a user's name. */

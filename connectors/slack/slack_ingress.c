@@ -253,7 +253,15 @@ static json_t *event_data(slack *s, const json_t *env, const json_t *ev, const c
     bad |= set_str(d, "team", jstr(env, "team_id") ? jstr(env, "team_id") : jstr(ev, "team"));
     bad |= set_str(d, "channel", channel);
     bad |= set_str(d, "user", user);
-    bad |= set_str(d, "text", text);
+    if (text) {
+        sbuf plain = {0};
+        slack_plain_text(s, &plain, text);
+        bad |= plain.oom || set_str(d, "text", plain.data ? plain.data : "");
+        free(plain.data);
+        bad |= set_str(d, "mrkdwn", text);
+    } else {
+        bad |= set_str(d, "text", NULL);
+    }
     bad |= set_str(d, "ts", ts);
     bad |= set_str(d, "thread_ts", thread_ts);
     bad |= json_object_set_new(d, "from_self", json_boolean(self));

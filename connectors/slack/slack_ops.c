@@ -388,9 +388,14 @@ static void poll_complete(poll_ctx *c)
         char when[40] = "";
         slack_ts_rfc3339(ts, when, sizeof when);
         const char *text = jstr(m, "text");
-        json_t *item = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s}", "id", ts, "ts", ts, "user",
-                                 user, "author", author, "text", text ? text : "", "time", when,
-                                 "channel", c->channel);
+        sbuf plain = {0};
+        slack_plain_text(s, &plain, text);
+        json_t *item = plain.oom ? NULL
+                                 : json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s, s:s}", "id", ts,
+                                             "ts", ts, "user", user, "author", author, "text",
+                                             plain.data ? plain.data : "", "mrkdwn",
+                                             text ? text : "", "time", when, "channel", c->channel);
+        free(plain.data);
         if (item && jstr(m, "thread_ts")) {
             json_object_set_new(item, "thread_ts", json_string(jstr(m, "thread_ts")));
         }

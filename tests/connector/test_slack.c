@@ -447,6 +447,7 @@ static void test_events(void)
     CHECK_STR(dstr(wh.data, "channel"), "C1");
     CHECK_STR(dstr(wh.data, "user"), "U1");
     CHECK_STR(dstr(wh.data, "text"), "great, send the slides");
+    CHECK_STR(dstr(wh.data, "mrkdwn"), "great, send the slides");
     CHECK_STR(dstr(wh.data, "ts"), "1700000001.000200");
     CHECK_STR(dstr(wh.data, "thread_ts"), "1700000000.000100");
     CHECK_STR(dstr(wh.data, "team"), "T1");
@@ -516,7 +517,7 @@ static void test_events(void)
             "\"event\":{\"type\":\"message\",\"subtype\":\"message_changed\",\"channel\":\"C1\","
             "\"hidden\":true,\"ts\":\"1700000009.000300\",\"event_ts\":\"1700000009.000300\","
             "\"message\":{\"type\":\"message\",\"user\":\"U1\",\"text\":\"great, send the "
-            "slides please\",\"ts\":\"1700000001.000200\",\"thread_ts\":\"1700000000.000100\","
+            "slides &amp; <@U2> please\",\"ts\":\"1700000001.000200\",\"thread_ts\":\"1700000000.000100\","
             "\"edited\":{\"user\":\"U1\",\"ts\":\"1700000009.000000\"}},"
             "\"previous_message\":{\"type\":\"message\",\"user\":\"U1\",\"text\":\"great, "
             "send the slides\",\"ts\":\"1700000001.000200\"}}}",
@@ -526,7 +527,8 @@ static void test_events(void)
     CHECK_STR(dstr(wh.data, "ts"), "1700000001.000200");
     CHECK_STR(dstr(wh.data, "thread_ts"), "1700000000.000100");
     CHECK_STR(dstr(wh.data, "user"), "U1");
-    CHECK_STR(dstr(wh.data, "text"), "great, send the slides please");
+    CHECK_STR(dstr(wh.data, "text"), "great, send the slides & @Chen Li please");
+    CHECK_STR(dstr(wh.data, "mrkdwn"), "great, send the slides &amp; <@U2> please");
     CHECK_STR(dstr(json_object_get(wh.data, "raw"), "ts"), "1700000009.000300");
 
     /* Bad events: 400, never a crash. */
@@ -1218,7 +1220,9 @@ static void test_thread_replies(void)
            "{\"ts\":\"1700000000.000100\",\"user\":\"UBOT\",\"text\":\"Ana is presenting\"},"
            "{\"ts\":\"1700000012.000100\",\"user\":\"U2\",\"text\":\"I'll join at three\","
            "\"thread_ts\":\"1700000000.000100\"},"
-           "{\"ts\":\"1700000013.000100\",\"user\":\"U1\",\"text\":\"and the notes\","
+           "{\"ts\":\"1700000013.000100\",\"user\":\"U1\",\"text\":\"Q&amp;A &lt;3 -&gt; <@U2> "
+           "<@U9|dee> <@U8> <#C7|general> <!here> <!subteam^S1|@devs> <https://x.example/a|the "
+           "deck> <https://x.example/b> <mailto:a@b.example|a@b.example> <broken *bold*\","
            "\"thread_ts\":\"1700000000.000100\"},"
            "{\"ts\":\"1700000014.000100\",\"subtype\":\"channel_join\",\"user\":\"U3\","
            "\"text\":\"joined\"}],"
@@ -1249,6 +1253,15 @@ static void test_thread_replies(void)
     CHECK_STR(dstr(i1, "author"), "Chen Li");
     CHECK_STR(dstr(i1, "text"), "I'll join at three");
     CHECK_STR(dstr(i2, "author"), "Ben");
+    /* text is plain: entities decoded, mentions and links as a reader would say them;
+     * Slack's own markup stays in mrkdwn */
+    CHECK_STR(dstr(i2, "text"), "Q&A <3 -> @Chen Li @dee @U8 #general @here @devs the deck "
+                                "https://x.example/b a@b.example <broken *bold*");
+    CHECK_STR(dstr(i2, "mrkdwn"), "Q&amp;A &lt;3 -&gt; <@U2> <@U9|dee> <@U8> <#C7|general> "
+                                  "<!here> <!subteam^S1|@devs> <https://x.example/a|the deck> "
+                                  "<https://x.example/b> <mailto:a@b.example|a@b.example> "
+                                  "<broken *bold*");
+    CHECK_STR(dstr(i0, "mrkdwn"), "great, send the slides");
     const json_t *cursor = json_object_get(call.result, "cursor");
     CHECK_STR(dstr(cursor, "oldest"), "1700000014.000100");
     CHECK_INT(json_integer_value(json_object_get(cursor, "polled_ms")), 1700000100000LL);
