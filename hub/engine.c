@@ -58,6 +58,9 @@ typedef struct run {
     waiter *w;
 } run;
 
+/* How many replaced rule sets stay for runs that started on them (the oldest goes first). */
+#define RETIRED_MAX 16
+
 /* What one pass decided: SQL to commit, then messages to publish. */
 typedef struct pass {
     json_t *sql;     /* sqlbatch */
@@ -93,6 +96,11 @@ struct wh_engine {
     json_t *consumed;
     json_t *swept;        /* ids the last sweep took, should the bus bring one after all */
     int64_t outcomes_from; /* calls finished before this were seen by recover() or a sweep */
+    /* Rule sets a reload replaced that have a rule (by name and text) the current
+     * set lacks, newest last, under lock: a run read back from the state file
+     * resumes on the text it started on. */
+    wh_rules *retired[RETIRED_MAX];
+    size_t nretired;
 };
 
 /* Journaled events the bus did not bring (a publish that failed, a message
@@ -201,13 +209,14 @@ static void save_run(pass *p, run *r, const char *state, const char *error)
         const json_t *event = json_object_get(r->ctx, "event");
         wh_sqlbatch_add(p->sql,
                         "INSERT OR IGNORE INTO runs (id, event_id, rule, step, ctx, reply_to, "
-                        "state, error, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                        "?8, ?9, ?9)",
-                        json_pack("[s, s?, s, I, o, s?, s, s?, I]", r->id,
+                        "state, error, created_ms, updated_ms, rule_fp) VALUES (?1, ?2, ?3, ?4, "
+                        "?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+                        json_pack("[s, s?, s, I, o, s?, s, s?, I, s]", r->id,
                                   json_string_value(json_object_get(event, "id")),
                                   wh_rule_name(r->rule), (json_int_t)r->step,
                                   done ? json_string("{}") : json_incref(r->ctx),
-                                  r->w ? r->w->reply_to : NULL, state, error, (json_int_t)p->now));
+                                  r->w ? r->w->reply_to : NULL, state, error, (json_int_t)p->now,
+                                  wh_rule_fingerprint(r->rule)));
         r->stored = 1;
         r->ctx_saved = 1;
         return;
@@ -581,23 +590,45 @@ static json_t *query(wh_engine *e, const char *sql, json_t *params)
     return wh_store_rows(e->store, sql, params);
 }
 
-/* A run not in memory (after a restart, or a dead call retried by hand). */
-static run *load_run(wh_engine *e, const char *run_id)
+/*
+ * The rule set holding the rule `name` with fingerprint `fp` (any text when
+ * fp is NULL: a run stored before fingerprints): the current set first, then
+ * the sets reloads replaced, newest first. A new reference, or NULL.
+ */
+static wh_rules *rules_with(wh_engine *e, const char *name, const char *fp, const wh_rule **rule)
+{
+    wh_rules *found = NULL;
+    pthread_mutex_lock(&e->lock);
+    if ((*rule = wh_rules_find(e->rules, name, fp))) {
+        found = wh_rules_ref(e->rules);
+    }
+    for (size_t i = e->nretired; !found && i-- > 0;) {
+        if ((*rule = wh_rules_find(e->retired[i], name, fp))) {
+            found = wh_rules_ref(e->retired[i]);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    return found;
+}
+
+/*
+ * A run not in memory (one of many waiting, after a restart, or a dead call
+ * retried by hand), on the text of its rule it started on. When that text is
+ * gone (the rule was changed or removed, and the hub restarted or reloaded
+ * often since), the run fails, saying why, instead of waiting for ever.
+ */
+static run *load_run(wh_engine *e, pass *p, const char *run_id)
 {
     json_t *rows = query(e,
-                         "SELECT r.id, r.rule, r.step, r.ctx FROM runs r WHERE r.id = ?1 AND "
-                         "r.state = 'waiting'",
+                         "SELECT r.id, r.rule, r.rule_fp, r.step, r.ctx FROM runs r WHERE r.id = "
+                         "?1 AND r.state = 'waiting'",
                          json_pack("[s]", run_id));
     json_t *row = json_array_get(rows, 0);
     run *r = NULL;
-    wh_rules *rules = current_rules(e);
     const wh_rule *rule = NULL;
     const char *name = json_string_value(json_object_get(row, "rule"));
-    for (size_t i = 0; rules && name && i < wh_rules_count(rules); i++) {
-        if (strcmp(wh_rule_name(wh_rules_get(rules, i)), name) == 0) {
-            rule = wh_rules_get(rules, i);
-        }
-    }
+    const char *fp = json_string_value(json_object_get(row, "rule_fp"));
+    wh_rules *rules = name ? rules_with(e, name, fp && *fp ? fp : NULL, &rule) : NULL;
     json_t *ctx = row ? json_loads(json_string_value(json_object_get(row, "ctx")), 0, NULL) : NULL;
     if (rule && ctx && (r = calloc(1, sizeof *r))) {
         snprintf(r->id, sizeof r->id, "%s", run_id);
@@ -609,9 +640,17 @@ static run *load_run(wh_engine *e, const char *run_id)
         ctx = NULL;
         r->step = (size_t)json_integer_value(json_object_get(row, "step"));
         snprintf(r->call_id, sizeof r->call_id, "%s.%zu", r->id, r->step + 1);
-    } else if (row) {
-        wh_warn("engine", "run %s cannot resume: rule '%s' is no longer loaded", run_id,
-                name ? name : "?");
+    } else if (row && !rule) {
+        char why[200];
+        snprintf(why, sizeof why,
+                 "rule '%s' was changed or removed since this run started; its remaining steps "
+                 "are not run",
+                 name ? name : "?");
+        wh_warn("engine", "run %s failed: %s", run_id, why);
+        wh_sqlbatch_add(p->sql,
+                        "UPDATE runs SET state = 'failed', error = ?1, updated_ms = ?2 WHERE id = "
+                        "?3 AND state = 'waiting'",
+                        json_pack("[s, I, s]", why, (json_int_t)p->now, run_id));
     }
     json_decref(ctx);
     wh_rules_unref(&rules);
@@ -636,7 +675,7 @@ static void on_done(wh_engine *e, pass *p, const json_t *msg)
         *pp = r->next;
         r->next = NULL;
         e->nwaiting--;
-    } else if (!run_id || !(r = load_run(e, run_id)) || strcmp(r->call_id, id) != 0) {
+    } else if (!run_id || !(r = load_run(e, p, run_id)) || strcmp(r->call_id, id) != 0) {
         if (r) {
             run_free(p, r);
         }
@@ -740,7 +779,7 @@ static void recover_runs(wh_engine *e, pass *p, size_t *resumed)
             if (state && (strcmp(state, "done") == 0 || strcmp(state, "dead") == 0)) {
                 resume_finished(e, p, row);
             } else if (run_id) {
-                run *r = e->nwaiting < WAITING_MAX ? load_run(e, run_id) : NULL;
+                run *r = e->nwaiting < WAITING_MAX ? load_run(e, p, run_id) : NULL;
                 if (r) {
                     keep_waiting(e, p, r);
                 }
@@ -1222,12 +1261,34 @@ fail:
     return NULL;
 }
 
+/* Whether `old` has a rule (by name and text) that `rules` lacks. */
+static int has_other_rules(const wh_rules *old, const wh_rules *rules)
+{
+    for (size_t i = 0; old && i < wh_rules_count(old); i++) {
+        const wh_rule *r = wh_rules_get(old, i);
+        if (!wh_rules_find(rules, wh_rule_name(r), wh_rule_fingerprint(r))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void wh_engine_set_rules(wh_engine *e, wh_rules *rules)
 {
     json_t *consumed = consumed_sources(rules);
     pthread_mutex_lock(&e->lock);
     wh_rules *old = e->rules;
     e->rules = rules;
+    if (old && has_other_rules(old, rules)) {
+        /* runs that started on it may still be waiting in the state file */
+        if (e->nretired == RETIRED_MAX) {
+            wh_rules_unref(&e->retired[0]);
+            memmove(e->retired, e->retired + 1, (RETIRED_MAX - 1) * sizeof e->retired[0]);
+            e->nretired--;
+        }
+        e->retired[e->nretired++] = old;
+        old = NULL;
+    }
     pthread_mutex_unlock(&e->lock);
     pthread_rwlock_wrlock(&e->consumed_lock);
     json_t *was = e->consumed;
@@ -1266,6 +1327,9 @@ void wh_engine_destroy(wh_engine **pe)
     json_decref(e->consumed);
     json_decref(e->swept);
     wh_rules_unref(&e->rules);
+    for (size_t i = 0; i < e->nretired; i++) {
+        wh_rules_unref(&e->retired[i]);
+    }
     pthread_cond_destroy(&e->recovered_cond);
     pthread_mutex_destroy(&e->lock);
     pthread_rwlock_destroy(&e->consumed_lock);

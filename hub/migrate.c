@@ -114,6 +114,10 @@ static const char *const migrations[] = {
     /* 3 → 4: delivery reads one instance's due calls; without this it walked
        every pending call of every instance to find them */
     "CREATE INDEX outbox_lane ON outbox(instance, state, next_at_ms);",
+
+    /* 4 → 5: which text of its rule a run started on, so that a run read back
+       from the state file resumes on that text, not on a reloaded one */
+    "ALTER TABLE runs ADD COLUMN rule_fp TEXT;",
 };
 
 int wh_migrate_latest(void)

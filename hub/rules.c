@@ -18,6 +18,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <ctype.h>
 #include <stdatomic.h>
@@ -73,6 +74,7 @@ struct wh_rule {
     tnode *respond;
     wh_tpl *debounce_key; /* debounce: runs once per burst of matches with the same key */
     int64_t debounce_ms;
+    char fp[17]; /* what the rule says, hashed: a stored run resumes only on the same text */
 };
 
 /* One index key ("source/kind", either part possibly "*") → rule numbers, ascending. */
@@ -1434,6 +1436,16 @@ static void compile_rule(loader *L, const json_t *item, const char *ptr)
         return;
     }
     check_keys(L, item, ptr, "in a rule", rule_keys);
+    /* the rule as parsed (keys sorted: formatting and key order do not change it) */
+    char *canon = json_dumps(item, JSON_SORT_KEYS | JSON_COMPACT);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (canon && EVP_Digest(canon, strlen(canon), md, &mdlen, EVP_sha256(), NULL) && mdlen >= 8) {
+        for (int i = 0; i < 8; i++) {
+            snprintf(rule->fp + 2 * i, 3, "%02x", md[i]);
+        }
+    }
+    free(canon);
     char p[1024];
     int line = 0, col = 0;
     wh_doc_value_pos(L->doc, ptr, &line, &col);
@@ -2016,6 +2028,22 @@ fail:
 const char *wh_rule_name(const wh_rule *rule)
 {
     return rule ? rule->name : NULL;
+}
+
+const char *wh_rule_fingerprint(const wh_rule *rule)
+{
+    return rule ? rule->fp : NULL;
+}
+
+const wh_rule *wh_rules_find(const wh_rules *rules, const char *name, const char *fp)
+{
+    for (size_t i = 0; rules && name && i < rules->n; i++) {
+        const wh_rule *r = rules->v[i];
+        if (r->name && strcmp(r->name, name) == 0 && (!fp || strcmp(r->fp, fp) == 0)) {
+            return r;
+        }
+    }
+    return NULL;
 }
 
 const char *wh_rule_file(const wh_rule *rule)

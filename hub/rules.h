@@ -164,6 +164,16 @@ int wh_rules_each_candidate(const wh_rules *r, const char *source, const char *k
  * and live as long as it does.
  */
 const char *wh_rule_name(const wh_rule *rule);
+/**
+ * 16 hex digits that change when the rule's text does (not its formatting or
+ * key order): a run stored under one resumes only on a rule with the same.
+ */
+const char *wh_rule_fingerprint(const wh_rule *rule);
+/**
+ * The rule named `name` whose fingerprint is `fp` (any fingerprint when fp is
+ * NULL), or NULL. Ownership: borrowed from rules.
+ */
+const wh_rule *wh_rules_find(const wh_rules *rules, const char *name, const char *fp);
 /** "file:line" of the rule, for logs. */
 const char *wh_rule_file(const wh_rule *rule);
 /** The `on` value as written ("alexa/intent", "* /message" without the space). */

@@ -247,6 +247,61 @@ rules:
         reqs = self.api.wait_requests(2, "/later", timeout=20)
         self.assertEqual(reqs[-1]["json"], {"n": 7})  # a lone {{tag}} keeps the value's type
 
+    TWO_STEPS = """
+rules:
+  - name: two
+    on: in/*
+    do:
+      - call: api.request
+        with: { url: "%(url)s/first" }
+      - call: api.request
+        with: { url: "%(url)s/%(second)s" }
+"""
+
+    def dead_first_call(self, h):
+        self.post(h, "go", 1)
+        wait_until(lambda: h.cmd("outbox", "-c", h.config_path, "--dead").stdout.count(b"\n") > 1,
+                   10, "the first call dead")
+        r = h.cmd("outbox", "-c", h.config_path, "--dead", "--json")
+        return json.loads(r.stdout.decode().splitlines()[0])["id"]
+
+    def write_rules(self, h, second):
+        path = os.path.join(h.dir, "rules", "r.yaml")
+        with open(path + ".tmp", "w") as f:
+            f.write(self.TWO_STEPS % {"url": self.api.url, "second": second})
+        os.rename(path + ".tmp", path)
+
+    def test_a_run_read_back_resumes_on_the_rule_text_it_started_on(self):
+        # The run waits in the state file (its first call is dead), the rule's
+        # second step changes under it: retried, it goes on as it started.
+        self.api.script["/first"] = [(400, {}, {"e": 1}), (200, {}, {"ok": 1})]
+        h = self.hub(CONFIG % {"attempts": 3, "timeout": 30000},
+                     files={"rules/r.yaml": self.TWO_STEPS % {"url": self.api.url,
+                                                              "second": "old"}})
+        call = self.dead_first_call(h)
+        mark = len(h.err.lines)
+        self.write_rules(h, "new")
+        h.err.wait_for(r"loaded rules=1", start=mark)
+        self.assertEqual(h.cmd("outbox", "-c", h.config_path, "retry", call).returncode, 0)
+        self.api.wait_requests(1, "/old", timeout=20)
+        wait_until(lambda: b"done" in h.cmd("runs", "-c", h.config_path).stdout, 10, "run done")
+        self.assertEqual([r for r in self.api.requests if r["path"] == "/new"], [])
+
+        # After a restart that text is gone: the run fails, saying why, rather
+        # than run the new step or wait for ever.
+        self.api.script["/first"] = [(400, {}, {"e": 1}), (200, {}, {"ok": 1})]
+        call = self.dead_first_call(h)
+        self.assertEqual(h.stop(), 0)
+        self.write_rules(h, "newer")
+        h.start()
+        self.assertEqual(h.cmd("outbox", "-c", h.config_path, "retry", call).returncode, 0)
+        h.err.wait_for(r"engine: run \S+ failed: rule 'two' was changed or removed since this "
+                       r"run started; its remaining steps are not run", timeout=20)
+        r = h.cmd("runs", "-c", h.config_path, "--failed", "--json")
+        runs = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertIn("was changed or removed", runs[-1]["error"])
+        self.assertEqual([r for r in self.api.requests if r["path"] in ("/new", "/newer")], [])
+
 
 class CrashTest(HubTest):
     """Webhooks stream in while the hub is killed with SIGKILL several times."""

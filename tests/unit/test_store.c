@@ -236,7 +236,7 @@ static void test_create(void)
         return;
     }
     CHECK_INT(wh_store_schema_version(s), wh_migrate_latest());
-    CHECK_INT(wh_migrate_latest(), 4);
+    CHECK_INT(wh_migrate_latest(), 5);
     CHECK_STR(wh_store_path(s), p);
 
     query q = {.sql = "PRAGMA journal_mode"};
