@@ -431,7 +431,7 @@ static wh_config *load(const char *path, json_t *errors, int need_secrets)
     }
     const char *state = json_string_value(json_object_get(root, "state"));
     const char *rules = json_string_value(json_object_get(root, "rules"));
-    cfg->state_path = wh_path_join(cfg->dir, state ? state : "wirehub.db");
+    cfg->state_path = wh_path_follow_link(wh_path_join(cfg->dir, state ? state : "wirehub.db"));
     cfg->rules_dir = wh_path_join(cfg->dir, rules ? rules : "rules");
     const char *cdir = json_string_value(json_object_get(root, "connectors_dir"));
     cfg->connectors_dir = cdir ? wh_path_join(cfg->dir, cdir) : strdup(wh_default_connectors_dir());

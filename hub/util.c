@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 
@@ -151,6 +152,20 @@ char *wh_path_join(const char *base_dir, const char *rel)
         snprintf(out, n, "%s/%s", base_dir, rel);
     }
     return out;
+}
+
+char *wh_path_follow_link(char *path)
+{
+    struct stat st;
+    if (!path || lstat(path, &st) != 0 || !S_ISLNK(st.st_mode)) {
+        return path;
+    }
+    char *real = realpath(path, NULL);
+    if (!real) {
+        return path; /* dangling: opening it says so */
+    }
+    free(path);
+    return real;
 }
 
 int wh_buf_append(wh_buf *b, const void *data, size_t len)

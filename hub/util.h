@@ -34,6 +34,13 @@ char *wh_read_file(const char *path, size_t max, size_t *len);
 char *wh_dirname(const char *path);
 /** `rel` joined to `base_dir` unless absolute; malloc'd. */
 char *wh_path_join(const char *base_dir, const char *rel);
+/**
+ * The file a path names when its last component is a symlink (resolved, absolute),
+ * else the path itself: two names of one state file must share its lock and its
+ * -wal and -shm files, which are named after the path. Takes path (malloc'd) and
+ * returns a malloc'd path (path itself, or a new one after freeing it).
+ */
+char *wh_path_follow_link(char *path);
 
 /** Growable byte buffer. */
 typedef struct wh_buf {

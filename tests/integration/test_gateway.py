@@ -169,6 +169,23 @@ class GatewayTest(HubTest):
         left = [f for f in os.listdir(h.dir) if f.startswith("wirehub.bus")]
         self.assertEqual(left, [])
 
+    def test_one_hub_per_state_file_through_a_symlink(self):
+        # another config whose state is a symlink to this hub's state file: the
+        # same file, so the same lock (and the same -wal), not a second writer
+        h = self.hub(CONFIG, env={"WH_TEST_SECRET": SECRET})
+        from whtest import Hub
+        other = Hub(CONFIG + "state: alias.db\nbus: { bind: \"ipc://other.bus\" }\n",
+                    env={"WH_TEST_SECRET": SECRET})
+        self.hubs.append(other)
+        os.symlink(os.path.join(h.dir, "wirehub.db"), os.path.join(other.dir, "alias.db"))
+        r = other.cmd("run", "-c", other.config_path, timeout=60)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("another wirehub (pid %d) is running on the state file %s"
+                      % (h.proc.pid, os.path.realpath(os.path.join(h.dir, "wirehub.db"))), err)
+        self.assertFalse(os.path.exists(os.path.join(other.dir, "alias.db-wal")))
+        self.assertTrue(h.healthy())
+
     def test_a_second_hub_cannot_take_a_running_hub_bus(self):
         # another config in the same folder has the same default ipc bus: its hub
         # is refused there (ZeroMQ would take the socket over), and its failed
