@@ -581,14 +581,17 @@ static enum MHD_Result healthz(wh_gateway *gw, struct MHD_Connection *conn)
     pthread_mutex_lock(&gw->lock);
     unsigned pending = gw->npending, polls = gw->npollers;
     pthread_mutex_unlock(&gw->lock);
+    int gone = gw->store && wh_store_gone(gw->store);
+    int stopping = atomic_load(&gw->stopping);
     json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "status",
-                          atomic_load(&gw->stopping) ? "stopping" : "ok", "version", WH_VERSION,
+                          stopping ? "stopping" : gone ? "state_file_gone" : "ok", "version",
+                          WH_VERSION,
                           "uptime_s", (json_int_t)((wh_mono_ms() - gw->started) / 1000),
                           "instances", (json_int_t)gw->instances->n, "pending",
                           (json_int_t)pending, "polls", (json_int_t)polls);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     struct wh_reply r = {0};
-    wh_gw_reply_set(&r, atomic_load(&gw->stopping) ? 503 : 200, CTYPE_JSON, text ? text : "{}",
+    wh_gw_reply_set(&r, stopping || gone ? 503 : 200, CTYPE_JSON, text ? text : "{}",
                     text ? strlen(text) : 2);
     enum MHD_Result ret = wh_gw_queue_reply(conn, &r);
     reply_reset(&r);

@@ -82,6 +82,8 @@ struct wh_store {
     pthread_cond_t rcond;
 
     _Atomic uint64_t jobs, transactions, failed_jobs;
+    atomic_int gone;      /* the state file was removed or replaced while open */
+    int64_t gone_said_ms; /* writer thread: when that was last logged */
 };
 
 /* The connection whose job or read function runs on this thread (for the cache),
@@ -404,13 +406,48 @@ static void tx_lost(wh_store *s, job *first, job *culprit, int rc)
     }
 }
 
+/*
+ * Whether the state file was deleted or replaced under the open database
+ * (SQLite goes on writing to the unlinked file, which nothing would ever read
+ * again): then nothing may be acknowledged as durable. Logged every 10 s.
+ */
+static int file_gone(wh_store *s)
+{
+    int moved = 0;
+    if (sqlite3_file_control(s->wconn.db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+        !moved) {
+        return 0;
+    }
+    atomic_store(&s->gone, 1);
+    int64_t now = wh_mono_ms();
+    if (!s->gone_said_ms || now - s->gone_said_ms >= 10000) {
+        s->gone_said_ms = now;
+        wh_error("store",
+                 "the state file %s was removed or replaced while wirehub had it open: nothing is "
+                 "written or acknowledged any more; stop wirehub, restore the file (or accept a "
+                 "new one) and start it again",
+                 s->path);
+    }
+    return 1;
+}
+
+int wh_store_gone(wh_store *s)
+{
+    return s ? atomic_load(&s->gone) : 0;
+}
+
 static void run_batch(wh_store *s, job *batch)
 {
     sqlite3 *db = s->wconn.db;
     job *tx_first = NULL;
     int in_tx = 0;
 
-    for (job *j = batch; j; j = j->next) {
+    job *run_from = batch;
+    if (file_gone(s)) {
+        fail_jobs(batch, NULL, WH_ERR_IO);
+        run_from = NULL; /* none runs; all are counted and answered below */
+    }
+    for (job *j = run_from; j; j = j->next) {
         if (!in_tx) {
             int rc = run_cached(db, "BEGIN IMMEDIATE");
             if (rc != SQLITE_OK) {

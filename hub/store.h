@@ -128,6 +128,12 @@ int wh_store_write_sync(wh_store *s, wh_store_fn fn, void *ud);
  */
 int wh_store_read(wh_store *s, wh_store_fn fn, void *ud);
 
+/**
+ * Whether the state file was removed or replaced while open (seen by the
+ * writer before a batch): every write fails with WH_ERR_IO from then on.
+ */
+int wh_store_gone(wh_store *s);
+
 /** Counters since open, for tests and benchmarks. */
 typedef struct wh_store_stats {
     uint64_t jobs;         /**< write jobs completed (success or not) */

@@ -169,6 +169,21 @@ class GatewayTest(HubTest):
         left = [f for f in os.listdir(h.dir) if f.startswith("wirehub.bus")]
         self.assertEqual(left, [])
 
+    def test_a_state_file_removed_under_the_hub_acknowledges_nothing(self):
+        # SQLite would go on writing to the unlinked file, which no restart reads:
+        # nothing may be answered as journaled from then on
+        h = self.hub(CONFIG, env={"WH_TEST_SECRET": SECRET})
+        s, b = h.json_request("POST", "/hooks/open", {"n": 1})
+        self.assertEqual(s, 200, b)
+        os.unlink(os.path.join(h.dir, "wirehub.db"))
+        s, b = h.json_request("POST", "/hooks/open", {"n": 2})
+        self.assertEqual((s, b.get("error")), (503, "store_unavailable"), b)
+        h.err.wait_for(r"error store: the state file \S+wirehub.db was removed or replaced while "
+                       r"wirehub had it open")
+        s, b = h.json_request("GET", "/healthz")
+        self.assertEqual((s, b["status"]), (503, "state_file_gone"))
+        self.assertEqual(h.stop(), 0)
+
     def test_one_hub_per_state_file_through_a_symlink(self):
         # another config whose state is a symlink to this hub's state file: the
         # same file, so the same lock (and the same -wal), not a second writer
