@@ -253,11 +253,10 @@ int wh_cmd_tail(int argc, char **argv)
                 json_object_set(line, "message", msg ? msg : json_null());
             }
             char *text = json_dumps(line, JSON_COMPACT);
-            if (text) {
-                printf("%s\n", text);
-                fflush(stdout);
-                free(text);
+            if (text && (printf("%s\n", text) < 0 || fflush(stdout) != 0)) {
+                tail_stop = 1; /* the reader is gone (`tail | head -1`): done, not an error */
             }
+            free(text);
             json_decref(line);
             json_decref(msg);
         }

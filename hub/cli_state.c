@@ -94,7 +94,19 @@ static void print_rows(json_t *rows, int as_json, const char *const *cols, const
             } else {
                 s = "-";
             }
-            printf("%-*s ", widths[c], s);
+            /* an API's error text may hold line breaks or escape sequences: one row, one line */
+            char safe[512];
+            size_t k = 0;
+            for (const unsigned char *p = (const unsigned char *)s; *p && k + 5 < sizeof safe;
+                 p++) {
+                if (*p < 0x20 || *p == 0x7f) {
+                    k += (size_t)snprintf(safe + k, sizeof safe - k, "\\x%02x", *p);
+                } else {
+                    safe[k++] = (char)*p;
+                }
+            }
+            safe[k] = '\0';
+            printf("%-*s ", widths[c], safe);
         }
         printf("\n");
     }

@@ -94,6 +94,7 @@ char *wh_read_file(const char *path, size_t max, size_t *len)
     if (!f) {
         return NULL;
     }
+    errno = 0;
     wh_buf b = {0};
     char chunk[8192];
     size_t n;
@@ -111,11 +112,11 @@ char *wh_read_file(const char *path, size_t max, size_t *len)
             return NULL;
         }
     }
-    int err = ferror(f);
+    int err = ferror(f) ? (errno ? errno : EIO) : 0; /* a directory: EISDIR */
     fclose(f);
     if (err) {
         wh_buf_free(&b);
-        errno = EIO;
+        errno = err;
         return NULL;
     }
     if (wh_buf_append(&b, "", 1) != WH_OK) {

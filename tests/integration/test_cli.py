@@ -128,6 +128,55 @@ class CliTest(HubTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         h.out.wait_for(r"^\[console\] hello Cy$")
 
+    def test_tail_ends_when_its_reader_does(self):
+        # `wirehub tail | head -1`: once the pipe's reader has gone, tail exits 0
+        import subprocess
+        from whtest import BIN
+        h = self.hub(CONFIG, files={"rules/a.yaml": RULES})
+        tail = subprocess.Popen([BIN, "tail", "-c", h.config_path, "in/team/"], cwd=h.dir,
+                                env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: tail.poll() is None and tail.kill())
+        # joined once a sent event shows up on its stdout
+        for _ in range(50):
+            h.json_request("POST", "/hooks/team/hello", {"who": "Al"})
+            ready = __import__("select").select([tail.stdout], [], [], 0.2)[0]
+            if ready:
+                break
+        self.assertTrue(tail.stdout.readline().startswith(b"{"))
+        tail.stdout.close()  # the reader leaves, as head -1 does
+        for _ in range(50):
+            if tail.poll() is not None:
+                break
+            h.json_request("POST", "/hooks/team/hello", {"who": "Bo"})
+            try:
+                tail.wait(0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        self.assertEqual(tail.wait(10), 0)
+        tail.stderr.close()
+
+    def test_tables_show_control_characters_escaped(self):
+        # an API's error text with a line break and an escape sequence: one row, one
+        # line, no bytes a terminal would act on (--json keeps the text exact)
+        import sqlite3
+        h = self.hub(CONFIG, files={"rules/a.yaml": RULES})
+        self.assertEqual(h.stop(), 0)
+        db = sqlite3.connect(os.path.join(h.dir, "wirehub.db"))
+        with db:
+            db.execute("INSERT INTO outbox (id, instance, op, args, key, state, attempts, "
+                       "next_at_ms, last_error, created_ms, updated_ms) VALUES ('c1', 'team', "
+                       "'request', '{}', 'c1', 'dead', 1, 0, ?, 0, 0)",
+                       ("bad\n\x1b[31mfake log line\r",))
+        db.close()
+        r = h.cmd("outbox", "-c", h.config_path, "--dead")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 2, lines)  # the header and one row
+        self.assertIn("bad\\x0a\\x1b[31mfake log line\\x0d", lines[1])
+        self.assertNotIn("\x1b", r.stdout.decode())
+        r = h.cmd("outbox", "-c", h.config_path, "--dead", "--json")
+        self.assertEqual(json.loads(r.stdout)["last_error"], "bad\n\x1b[31mfake log line\r")
+
     def test_send_without_a_hub_fails_clearly(self):
         h = Hub(CONFIG, files={"ev.json": "{}"})
         self.hubs.append(h)

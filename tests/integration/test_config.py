@@ -174,6 +174,11 @@ class ConfigTest(HubTest):
         h, r = self.check("connectors:\n  gh:\n    type: webhook\n    secret: \"${file:absent.txt}\"\n")
         self.assertEqual(r.returncode, 2)
         self.assertIn("`connectors.gh.secret`: cannot read secret file", r.stderr.decode())
+        # a directory says so (it read as an I/O error)
+        h, r = self.check("connectors:\n  gh:\n    type: webhook\n    secret: \"${file:d}\"\n",
+                          files={"d/x": ""})
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr.decode(), r"cannot read secret file \S+/d: Is a directory")
 
     def test_unknown_connector_type(self):
         h, r = self.check("connectors:\n  x:\n    type: telepathy\n")
