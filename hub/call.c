@@ -132,8 +132,14 @@ int wh_call_complete(wh_call *c, wh_outcome outcome, json_t *result, long retry_
         json_decref(result);
         return WH_ERR_STATE;
     }
+    /* recorded, published and kept in a run's context as JSON text: keep it readable */
+    if (result && wh_json_readable(result) != 0) {
+        json_decref(result);
+        result = NULL;
+        outcome = WH_CALL_FAIL;
+        error = "the result nests more than 2000 levels";
+    }
     c->outcome = outcome;
-    wh_json_nul_to_fffd(result); /* recorded and published as JSON text: keep it readable */
     c->result = result;
     c->retry_after_ms = retry_after_ms;
     c->error = error ? strdup(error) : NULL;

@@ -128,8 +128,13 @@ int wh_wh_emit(wh_webhook *wh, const char *kind, json_t *data)
     if (!wh_name_ok(kind)) {
         return WH_ERR_INVALID;
     }
-    /* a NUL inside a string would make the journaled event unreadable: never lose it */
-    wh_json_nul_to_fffd(data);
+    /* a NUL inside a string, or nesting past what jansson reads back once the event is
+     * inside its envelope, would make the journaled event unreadable: never lose it */
+    if (wh_json_readable(data) != 0) {
+        json_decref(data); /* taken: the request is refused as a whole */
+        wh_wh_reject(wh, 400, "too_deep", "the event would nest more than 2000 levels");
+        return WH_OK;
+    }
     json_t *ev = json_pack("{s:s, s:O}", "kind", kind, "data", data ? data : json_null());
     if (!ev || json_array_append_new(wh->events, ev) != 0) {
         return WH_ERR_NOMEM;

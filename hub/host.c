@@ -90,7 +90,11 @@ static int host_publish(wh_instance *inst, const char *kind, json_t *data)
     if (!wh_name_ok(kind)) {
         return WH_ERR_INVALID;
     }
-    wh_json_nul_to_fffd(data); /* a NUL inside a string could not be read back */
+    if (wh_json_readable(data) != 0) { /* NULs are replaced; too deep could not be read back */
+        wh_warn(inst->name, "an event of kind %s nests more than %d levels: not published", kind,
+                WH_JSON_DEPTH_MAX);
+        return WH_ERR_INVALID;
+    }
     json_incref(data);
     json_t *env = wh_env_new(inst->name, kind, data);
     if (!env) {

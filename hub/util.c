@@ -291,10 +291,13 @@ int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
     return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-static size_t nul_to_fffd(json_t *v, int depth)
+static size_t nul_to_fffd(json_t *v, int depth, int *deepest)
 {
     if (!v || depth > 4096) {
         return 0;
+    }
+    if (depth > *deepest) {
+        *deepest = depth;
     }
     size_t changed = 0;
     if (json_is_string(v)) {
@@ -322,14 +325,14 @@ static size_t nul_to_fffd(json_t *v, int depth)
         json_t *x;
         json_object_foreach(v, k, x)
         {
-            changed += nul_to_fffd(x, depth + 1);
+            changed += nul_to_fffd(x, depth + 1, deepest);
         }
     } else if (json_is_array(v)) {
         size_t i;
         json_t *x;
         json_array_foreach(v, i, x)
         {
-            changed += nul_to_fffd(x, depth + 1);
+            changed += nul_to_fffd(x, depth + 1, deepest);
         }
     }
     return changed;
@@ -337,7 +340,15 @@ static size_t nul_to_fffd(json_t *v, int depth)
 
 size_t wh_json_nul_to_fffd(json_t *v)
 {
-    return nul_to_fffd(v, 0);
+    int deepest = 0;
+    return nul_to_fffd(v, 0, &deepest);
+}
+
+int wh_json_readable(json_t *v)
+{
+    int deepest = 0;
+    nul_to_fffd(v, 1, &deepest);
+    return deepest <= WH_JSON_DEPTH_MAX ? 0 : -1;
 }
 
 /* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */

@@ -66,6 +66,20 @@ int wh_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 size_t wh_json_nul_to_fffd(json_t *v);
 
 /**
+ * How deep a value the hub carries (an event's data, a call's result) may
+ * nest: it travels inside an envelope or a run's context, a few levels below
+ * the top, and jansson reads at most 2048.
+ */
+#define WH_JSON_DEPTH_MAX 2000
+
+/**
+ * wh_json_nul_to_fffd(v), then 0 when v nests at most WH_JSON_DEPTH_MAX levels
+ * (a scalar is 1, [1] is 2), -1 when deeper: it could not be read back.
+ * Ownership: edits v in place.
+ */
+int wh_json_readable(json_t *v);
+
+/**
  * A JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD (so a header
  * or query value with a stray byte is kept, not dropped). New reference, or
  * NULL when out of memory.

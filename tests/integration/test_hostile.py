@@ -148,6 +148,27 @@ class HostileTest(HubTest):
                                    {"Content-Type": "application/json"})
         self.assertEqual((s, b["error"]), (400, "bad_json"), "nesting is limited")
 
+    def test_nesting_the_envelope_could_not_carry_is_refused(self):
+        # jansson reads 2048 levels; the body sits under data.body in its envelope,
+        # so a body that parses could still make an envelope nothing can read back:
+        # refused as a whole, never acknowledged and dropped
+        import sys
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(10000)  # Python's json reads the deep message below
+        self.addCleanup(sys.setrecursionlimit, limit)
+        tail = Tail(self.h, "in/in/")
+        for depth, want in ((2046, 400), (1990, 200)):
+            body = b"[" * depth + b"]" * depth
+            s, b = self.h.json_request("POST", "/hooks/in/d%d" % depth, body,
+                                       {"Content-Type": "application/json"})
+            if want == 400:
+                self.assertEqual((s, b["error"]), (400, "too_deep"), b)
+            else:
+                self.assertEqual(s, 200, b)
+        msg = tail.wait_message(lambda m: m.get("kind") == "d1990")
+        self.assertEqual(json.dumps(msg["data"]["body"]), "[" * 1990 + "]" * 1990)
+        self.assertEqual([m for m in tail.messages() if m.get("kind") == "d2046"], [])
+
     def test_huge_header_count(self):
         head = b"POST /hooks/in HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         head += b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
