@@ -20,6 +20,9 @@
 #include <zmq.h>
 
 #define HWM 100000
+/* Other processes' pipes (tail, send, other nodes): a subscriber stopped with
+ * Ctrl-Z must not make the hub hold 100,000 messages for it. */
+#define EXTERNAL_HWM 10000
 #define MAX_FRAME (16u << 20)
 
 struct wh_bus {
@@ -183,6 +186,13 @@ wh_bus *wh_bus_new(const json_t *binds, char *err, size_t errsize)
         snprintf(err, errsize, "control socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
+    /* From here on the binds face other processes: options are taken per endpoint
+     * at bind time, so the inproc pipes above keep theirs. */
+    int ext_hwm = EXTERNAL_HWM;
+    int64_t maxsize = MAX_FRAME;
+    zmq_setsockopt(bus->xpub, ZMQ_SNDHWM, &ext_hwm, sizeof ext_hwm);
+    zmq_setsockopt(bus->xsub, ZMQ_RCVHWM, &ext_hwm, sizeof ext_hwm);
+    zmq_setsockopt(bus->xsub, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
     size_t i;
     json_t *ep;
     json_array_foreach(binds, i, ep)
