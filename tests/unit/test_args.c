@@ -59,26 +59,26 @@ int main(void)
     expect("{\"text\": 2.5, \"count\": 4.0, \"extra\": null, \"blocks\": [1]}",
            "{\"text\": \"2.5\", \"count\": 4, \"quiet\": false, \"mode\": \"HTML\", "
            "\"extra\": null, \"blocks\": [1]}");
-    /* what no rendering can fix is refused, naming the argument and (briefly) the value */
+    /* what no rendering can fix is refused, naming the argument and the value's kind
+     * (the value is event data, which is never logged) */
     expect_refused("{\"text\": \"x\", \"count\": \"abc\"}",
-                   "argument `count` must be an integer, got \"abc\"");
+                   "argument `count` must be an integer, got a string of 3 bytes");
     expect_refused("{\"text\": \"x\", \"count\": \"4.5\"}",
-                   "argument `count` must be an integer, got \"4.5\"");
+                   "argument `count` must be an integer, got a string of 3 bytes");
     expect_refused("{\"text\": \"x\", \"count\": \" 4\"}",
-                   "argument `count` must be an integer, got \" 4\"");
+                   "argument `count` must be an integer, got a string of 2 bytes");
     expect_refused("{\"text\": \"x\", \"count\": \"99999999999999999999\"}",
-                   "argument `count` must be an integer, got \"99999999999999999999\"");
+                   "argument `count` must be an integer, got a string of 20 bytes");
     expect_refused("{\"text\": \"x\", \"quiet\": \"yes\"}",
-                   "argument `quiet` must be true or false, got \"yes\"");
+                   "argument `quiet` must be true or false, got a string of 3 bytes");
     expect_refused("{\"text\": \"x\", \"ratio\": \"nan\"}",
-                   "argument `ratio` must be a number, got \"nan\"");
-    expect_refused("{\"text\": {\"a\": 1}}", "argument `text` must be a string, got {\"a\":1}");
+                   "argument `ratio` must be a number, got a string of 3 bytes");
+    expect_refused("{\"text\": {\"password\": \"hunter2\"}}",
+                   "argument `text` must be a string, got an object");
     expect_refused("{\"text\": \"x\", \"blocks\": \"[1]\"}",
-                   "argument `blocks` must be a list, got \"[1]\"");
-    expect_refused("{\"text\": \"0123456789012345678901234567890123456789xyz\", \"count\": "
-                   "\"0123456789012345678901234567890123456789xyz\"}",
-                   "argument `count` must be an integer, got "
-                   "\"012345678901234567890123456789012345678…");
+                   "argument `blocks` must be a list, got a string of 3 bytes");
+    expect_refused("{\"text\": \"x\", \"count\": \"x\"}",
+                   "argument `count` must be an integer, got a string of 1 byte");
 
     /* the loader's view of a literal */
     json_t *v = json_string("7");
