@@ -363,6 +363,15 @@ static int check_paths(const char *path, char *err, size_t errsize)
         return WH_ERR_IO;
     }
     rc = check_mode(path, "state file", path, 1, 0, err, errsize);
+    struct stat st;
+    if (rc == WH_OK && stat(path, &st) == 0 && st.st_nlink > 1) {
+        /* SQLite names its -wal and -shm after the path: two names, two logs, one database */
+        seterr(err, errsize,
+               "%s: the state file has %lu hard links; it must have one name (each name would "
+               "get its own -wal file, which corrupts the database)",
+               path, (unsigned long)st.st_nlink);
+        return WH_ERR_CONFIG;
+    }
     size_t n = strlen(path) + 5;
     char *side = malloc(n);
     if (!side) {

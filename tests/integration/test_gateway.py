@@ -200,6 +200,15 @@ class GatewayTest(HubTest):
                       % (h.proc.pid, os.path.realpath(os.path.join(h.dir, "wirehub.db"))), err)
         self.assertFalse(os.path.exists(os.path.join(other.dir, "alias.db-wal")))
         self.assertTrue(h.healthy())
+        # a hard link is the same file under a second name: refused as such
+        os.unlink(os.path.join(other.dir, "alias.db"))
+        os.link(os.path.join(h.dir, "wirehub.db"), os.path.join(other.dir, "alias.db"))
+        r = other.cmd("run", "-c", other.config_path, timeout=60)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, err)
+        self.assertIn("alias.db: the state file has 2 hard links; it must have one name", err)
+        self.assertFalse(os.path.exists(os.path.join(other.dir, "alias.db-wal")))
+        self.assertTrue(h.healthy())
 
     def test_a_second_hub_cannot_take_a_running_hub_bus(self):
         # another config in the same folder has the same default ipc bus: its hub
