@@ -63,7 +63,7 @@ static int commit(wh_await *a, json_t *sql)
         return WH_OK;
     }
     int rc = wh_store_write_sync(a->store, wh_sqlbatch_exec, sql);
-    if (rc != WH_OK) {
+    if (rc != WH_OK && !wh_store_gone(a->store)) { /* the store says that itself, every 10 s */
         wh_error("await", "cannot save: %s", wh_strerror(rc));
     }
     return rc;

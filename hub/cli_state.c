@@ -97,10 +97,23 @@ static void print_rows(json_t *rows, int as_json, const char *const *cols, const
             /* an API's error text may hold line breaks or escape sequences: one row, one line */
             char safe[512];
             size_t k = 0;
-            for (const unsigned char *p = (const unsigned char *)s; *p && k + 5 < sizeof safe;
+            for (const unsigned char *p = (const unsigned char *)s; *p && k + 8 < sizeof safe;
                  p++) {
+                unsigned cp = 0; /* C1 controls and bidi overrides, as UTF-8 */
+                if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) {
+                    cp = p[1];
+                } else if (p[0] == 0xE2 && (p[1] == 0x80 || p[1] == 0x81) && p[2]) {
+                    unsigned u = 0x2000 | (unsigned)(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+                    if (u == 0x200E || u == 0x200F || (u >= 0x202A && u <= 0x202E) ||
+                        (u >= 0x2066 && u <= 0x2069)) {
+                        cp = u;
+                    }
+                }
                 if (*p < 0x20 || *p == 0x7f) {
                     k += (size_t)snprintf(safe + k, sizeof safe - k, "\\x%02x", *p);
+                } else if (cp) {
+                    k += (size_t)snprintf(safe + k, sizeof safe - k, "\\u%04x", cp);
+                    p += cp < 0x100 ? 1 : 2;
                 } else {
                     safe[k++] = (char)*p;
                 }

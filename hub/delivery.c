@@ -425,7 +425,18 @@ static int take(struct wh_delivery *d, json_t *call)
     wh_instance *inst = iname ? wh_instances_get(d->instances, iname) : NULL;
     lane *ln = inst ? lane_of(d, inst) : NULL;
     if (!id || !ln || !json_is_string(json_object_get(call, "op"))) {
-        wh_warn("delivery", "dropped a malformed call (instance=%s)", iname ? iname : "?");
+        /* only another process can publish these (the bus has no authentication):
+         * one line per 10 s, however many */
+        static int64_t said_ms;
+        static unsigned long dropped;
+        dropped++;
+        int64_t now = wh_mono_ms();
+        if (!said_ms || now - said_ms >= 10000) {
+            wh_warn("delivery", "dropped %lu malformed call(s) from the bus (last instance=%s)",
+                    dropped, wh_log_q(iname ? iname : "?"));
+            said_ms = now;
+            dropped = 0;
+        }
         json_decref(call);
         return 0;
     }

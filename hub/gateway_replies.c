@@ -24,12 +24,17 @@
 /* ------------------------------------------------------------------ */
 /* the replies API: GET /v1/replies/<key>                               */
 
-/* A flag argument: absent (or without "="), 1/true/yes, 0/false/no; -1 for anything else. */
+/* A flag argument: absent 0, bare (`?unread`) 1, 1/true/yes, 0/false/no; -1 for anything else. */
 static int flag_arg(struct MHD_Connection *conn, const char *name)
 {
-    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
-    if (!v) {
+    const char *v = NULL;
+    size_t len = 0;
+    if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, &len) !=
+        MHD_YES) {
         return 0;
+    }
+    if (!v) {
+        return 1;
     }
     if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0) {
         return 1;
@@ -123,14 +128,18 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
                                  "unread and peek are 1, true or yes; 0, false or no", NULL);
     }
     const char *since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since");
-    const char *wait = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "wait");
+    const char *wait = NULL;
+    size_t wait_len = 0;
+    int has_wait = MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "wait", 4, &wait,
+                                                 &wait_len) == MHD_YES;
     long wait_s = 0;
-    if (wait) {
-        char *end;
-        wait_s = strtol(wait, &end, 10);
-        if (end == wait || *end || wait_s < 0) {
+    if (has_wait) {
+        char *end = NULL;
+        wait_s = wait ? strtol(wait, &end, 10) : -1;
+        if (!wait || end == wait || *end || wait_s < 0) {
             return wh_gw_queue_error(conn, 400, "bad_wait",
-                                     "wait must be whole seconds (at most 60)", NULL);
+                                     "wait must be whole seconds (more than 60 counts as 60)",
+                                     NULL);
         }
         wait_s = wait_s > 60 ? 60 : wait_s;
     }

@@ -606,6 +606,9 @@ static bool encode_form(sbuf *b, const json_t *form, const char *what, char *err
     bool first = true;
     json_object_foreach((json_t *)form, key, value)
     {
+        if (json_is_null(value)) {
+            continue; /* a template that named nothing: left out, as a top-level argument is */
+        }
         if (!first) {
             sb_append(b, "&", 1);
         }
@@ -641,7 +644,14 @@ static bool url_with_query(sbuf *out, const char *url, const json_t *query, cons
     const char *hash = strchr(url, '#');
     size_t base = hash ? (size_t)(hash - url) : strlen(url);
     sb_append(out, url, base);
-    if (json_object_size(query) == 0) {
+    size_t given = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)query, k, v)
+    {
+        given += !json_is_null(v);
+    }
+    if (given == 0) {
         return true;
     }
     const char *q = memchr(url, '?', base);

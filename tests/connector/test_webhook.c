@@ -434,7 +434,7 @@ static void test_request_args(void *s)
         {"{\"url\": \"http://a\", \"form\": \"a=1\"}", "request: `form` must be an object"},
         {"{\"url\": \"http://a\", \"body\": 5}", "request: `body` must be a string"},
         {"{\"url\": \"http://a\", \"query\": [1]}", "request: `query` must be an object"},
-        {"{\"url\": \"http://a\", \"query\": {\"q\": null}}",
+        {"{\"url\": \"http://a\", \"query\": {\"q\": []}}",
          "request: `query.q` must be a string, number or boolean"},
         {"{\"url\": \"http://a\", \"timeout_ms\": -1}",
          "request: `timeout_ms` must be an integer 0..86400000"},
@@ -496,6 +496,13 @@ static void test_request_args(void *s)
     respond(200, "", NULL, NULL, NULL, 0);
     start(s, &call, "{\"url\": \"http://a.example/s\", \"query\": {\"k\": \"v\"}}");
     CHECK_STR(sent()->url, "http://a.example/s?k=v");
+    respond(200, "", NULL, NULL, NULL, 0);
+    /* a null (a template that named nothing) is left out, as a top-level argument is */
+    start(s, &call, "{\"url\": \"http://a.example/s\", \"query\": {\"a\": null, \"b\": 1}}");
+    CHECK_STR(sent()->url, "http://a.example/s?b=1");
+    respond(200, "", NULL, NULL, NULL, 0);
+    start(s, &call, "{\"url\": \"http://a.example/s\", \"query\": {\"a\": null}}");
+    CHECK_STR(sent()->url, "http://a.example/s");
     respond(200, "", NULL, NULL, NULL, 0);
     start(s, &call, "{\"url\": \"http://a.example/s?\", \"query\": {}}");
     CHECK_STR(sent()->url, "http://a.example/s?");

@@ -166,16 +166,17 @@ class CliTest(HubTest):
             db.execute("INSERT INTO outbox (id, instance, op, args, key, state, attempts, "
                        "next_at_ms, last_error, created_ms, updated_ms) VALUES ('c1', 'team', "
                        "'request', '{}', 'c1', 'dead', 1, 0, ?, 0, 0)",
-                       ("bad\n\x1b[31mfake log line\r",))
+                       ("bad\n\x1b[31mfake log line\r\u009b2J\u202eevil",))
         db.close()
         r = h.cmd("outbox", "-c", h.config_path, "--dead")
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.decode().splitlines()
         self.assertEqual(len(lines), 2, lines)  # the header and one row
-        self.assertIn("bad\\x0a\\x1b[31mfake log line\\x0d", lines[1])
+        self.assertIn("bad\\x0a\\x1b[31mfake log line\\x0d\\u009b2J\\u202eevil", lines[1])
         self.assertNotIn("\x1b", r.stdout.decode())
         r = h.cmd("outbox", "-c", h.config_path, "--dead", "--json")
-        self.assertEqual(json.loads(r.stdout)["last_error"], "bad\n\x1b[31mfake log line\r")
+        self.assertEqual(json.loads(r.stdout)["last_error"],
+                         "bad\n\x1b[31mfake log line\r\u009b2J\u202eevil")
 
     def test_send_without_a_hub_fails_clearly(self):
         h = Hub(CONFIG, files={"ev.json": "{}"})

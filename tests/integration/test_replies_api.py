@@ -207,11 +207,19 @@ class RepliesApiTest(HubTest):
                             ("/v1/replies/thread/ana?unread=2", "bad_unread"),
                             ("/v1/replies/thread/ana?unread=", "bad_unread"),
                             ("/v1/replies/thread/ana?unread=1&peek=maybe", "bad_peek"),
-                            ("/v1/replies/thread/ana?wait=1e9", "bad_wait")):
+                            ("/v1/replies/thread/ana?wait=1e9", "bad_wait"),
+                            ("/v1/replies/thread/ana?wait", "bad_wait")):
             s, b = self.get(path)
             self.assertEqual((s, b.get("error")), (400, error), path)
         s, b = self.get("/v1/replies/thread/ana?unread=true&peek=no")
         self.assertEqual(s, 200)
+        # a bare flag is set: ?unread&peek peeks at the unread ones
+        self.h.json_request("POST", "/hooks/in/start", {})
+        self.add(1, "Ben", "great")
+        s, b = self.get("/v1/replies/thread/ana?unread&peek")
+        self.assertEqual((s, len(b["replies"]), b["unread"]), (200, 1, 1))
+        s, b = self.get("/v1/replies/thread/ana?unread")
+        self.assertEqual((s, len(b["replies"]), b["unread"]), (200, 1, 0))
         self.assertEqual(self.h.json_request("GET", "/healthz")[0], 200)
 
 
