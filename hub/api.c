@@ -6,6 +6,7 @@
 #include "sqlbatch.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,11 +75,62 @@ int wh_api_auth(const wh_api *api, const char *authorization, const char *key)
     return 403;
 }
 
+/*
+ * Replies being taken (read and marked) but not committed yet, by key: the
+ * highest seq taken and how many takers hold it. The engine's unread loads
+ * and the API's marking reads skip them, so two takers never hand out one
+ * reply. Process-wide: both sides know a key only by its name.
+ */
+static pthread_mutex_t taking_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *taking; /* key → [seq, holders] */
+
+json_int_t wh_replies_take_begin(const char *key)
+{
+    pthread_mutex_lock(&taking_lock);
+    return json_integer_value(json_array_get(json_object_get(taking, key), 0));
+}
+
+void wh_replies_take_end(const char *key, json_int_t last)
+{
+    if (last > 0) {
+        if (!taking) {
+            taking = json_object();
+        }
+        json_t *t = json_object_get(taking, key);
+        if (t) {
+            json_int_t was = json_integer_value(json_array_get(t, 0));
+            json_array_set_new(t, 0, json_integer(last > was ? last : was));
+            json_array_set_new(t, 1, json_integer(json_integer_value(json_array_get(t, 1)) + 1));
+        } else {
+            json_object_set_new(taking, key, json_pack("[I, i]", last, 1));
+        }
+    }
+    pthread_mutex_unlock(&taking_lock);
+}
+
+void wh_replies_taken(const char *key)
+{
+    pthread_mutex_lock(&taking_lock);
+    json_t *t = json_object_get(taking, key);
+    json_int_t holders = json_integer_value(json_array_get(t, 1)) - 1;
+    if (t && holders > 0) {
+        json_array_set_new(t, 1, json_integer(holders));
+    } else if (t) {
+        json_object_del(taking, key);
+    }
+    if (taking && json_object_size(taking) == 0) {
+        json_decref(taking);
+        taking = NULL;
+    }
+    pthread_mutex_unlock(&taking_lock);
+}
+
 typedef struct req {
     const char *key, *since;
     int unread_only, peek;
     json_t *rows;
     json_int_t unread;
+    json_int_t floor; /* only replies after this seq (another taker has those up to it) */
 } req;
 
 static int read_replies(sqlite3 *db, void *ud)
@@ -101,7 +153,8 @@ static int read_replies(sqlite3 *db, void *ud)
                                 "= ?1 AND seq > ?2 AND read = 0 ORDER BY seq"
                               : "SELECT seq, id, author, text, time, source FROM replies WHERE key "
                                 "= ?1 AND seq > ?2 ORDER BY seq",
-                          json_pack("[s, I]", q->key, after), &q->rows);
+                          json_pack("[s, I]", q->key, after > q->floor ? after : q->floor),
+                          &q->rows);
     if (rc != WH_OK) {
         return rc;
     }
@@ -120,12 +173,16 @@ static int read_replies(sqlite3 *db, void *ud)
 static int take_replies(sqlite3 *db, void *ud)
 {
     req *q = ud;
+    q->floor = wh_replies_take_begin(q->key);
     int rc = read_replies(db, q);
     size_t n = json_array_size(q->rows);
+    json_int_t last =
+        n ? json_integer_value(json_object_get(json_array_get(q->rows, n - 1), "seq")) : 0;
+    wh_replies_take_end(q->key, rc == WH_OK ? last : 0);
+    q->floor = rc == WH_OK ? last : 0; /* held until committed (wh_api_replies) */
     if (rc != WH_OK || n == 0) {
         return rc;
     }
-    json_int_t last = json_integer_value(json_object_get(json_array_get(q->rows, n - 1), "seq"));
     json_t *batch = json_array();
     wh_sqlbatch_add(batch, "UPDATE replies SET read = 1 WHERE key = ?1 AND read = 0 AND seq <= ?2",
                     json_pack("[s, I]", q->key, last));
@@ -143,10 +200,13 @@ static int take_replies(sqlite3 *db, void *ud)
 json_t *wh_api_replies(wh_api *api, const char *key, int unread_only, int peek, const char *since,
                        size_t *count)
 {
-    req q = {key, since, unread_only, peek, NULL, 0};
+    req q = {key, since, unread_only, peek, NULL, 0, 0};
     int marks = unread_only && !peek;
     int rc = marks ? wh_store_write_sync(api->store, take_replies, &q)
                    : wh_store_read(api->store, read_replies, &q);
+    if (marks && q.floor > 0) {
+        wh_replies_taken(key); /* committed (or failed, and then free to take again) */
+    }
     if (rc != WH_OK) {
         json_decref(q.rows);
         return NULL;

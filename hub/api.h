@@ -34,4 +34,18 @@ int wh_api_auth(const wh_api *api, const char *authorization, const char *key);
  */
 json_t *wh_api_replies(wh_api *api, const char *key, int unread_only, int peek, const char *since,
                        size_t *count);
+/**
+ * Taking replies (reading and marking them) as one of several takers (the
+ * engine's `load` with `unread`, the API's marking reads), so that none gets
+ * a reply another has taken and not yet committed:
+ *   after = wh_replies_take_begin(key);  // locks; only take replies with seq > after
+ *   ... read ...;
+ *   wh_replies_take_end(key, last);      // unlocks; holds up to `last` (0: took none)
+ *   ... commit the marks ...;
+ *   wh_replies_taken(key);               // after the commit, when last was > 0
+ * Any thread; begin and end must pair on one thread, with nothing slow between.
+ */
+json_int_t wh_replies_take_begin(const char *key);
+void wh_replies_take_end(const char *key, json_int_t last);
+void wh_replies_taken(const char *key);
 #endif

@@ -18,6 +18,7 @@
  * that answers hears "no response" at once and gets its connector's fallback.
  */
 #include "engine.h"
+#include "api.h"
 #include "envelope.h"
 #include "log.h"
 #include "sqlbatch.h"
@@ -66,7 +67,7 @@ typedef struct pass {
     json_t *sql;     /* sqlbatch */
     json_t *effects; /* [[topic, message]] */
     int64_t now;
-    json_t *taken; /* key → the last reply seq an unread load of this pass marked; or NULL */
+    json_t *taken; /* key → how many unread loads of this pass took replies under it; or NULL */
 } pass;
 
 struct wh_engine {
@@ -381,8 +382,9 @@ static int load_one(void *ud, const char *name, const char *key, int unread, lon
 {
     load_ctx *lc = ud;
     pass *p = lc->p;
-    /* an earlier run of this pass may have marked some read: not committed yet, not seen */
-    json_int_t after = unread ? json_integer_value(json_object_get(p->taken, key)) : 0;
+    /* replies another taker (a run of this pass, a replies-API reader) has taken but not
+     * committed yet are not seen read here: skip them */
+    json_int_t after = unread ? wh_replies_take_begin(key) : 0;
     json_t *rows = query(lc->e,
                          unread ? "SELECT seq, id, author, text, time, source FROM replies WHERE "
                                   "key = ?1 AND read = 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
@@ -400,6 +402,9 @@ static int load_one(void *ud, const char *name, const char *key, int unread, lon
         last = json_integer_value(json_object_get(row, "seq"));
         json_object_del(row, "seq");
     }
+    if (unread) {
+        wh_replies_take_end(key, last);
+    }
     if (unread && last > 0) {
         /* these are read now; a later run asking for unread ones gets only newer */
         wh_sqlbatch_add(p->sql,
@@ -408,7 +413,9 @@ static int load_one(void *ud, const char *name, const char *key, int unread, lon
         if (!p->taken) {
             p->taken = json_object();
         }
-        json_object_set_new(p->taken, key, json_integer(last));
+        /* held until finish_pass() commits: one release per take */
+        json_object_set_new(p->taken, key,
+                            json_integer(json_integer_value(json_object_get(p->taken, key)) + 1));
     }
     if (unread) {
         /* what a limit left for next time: "and 3 more" */
@@ -699,6 +706,21 @@ static void on_done(wh_engine *e, pass *p, const json_t *msg)
 }
 
 /* Commit what the pass decided, then publish its effects. */
+/* The replies this pass's loads took are committed as read (or, failed, free again). */
+static void release_taken(pass *p)
+{
+    const char *key;
+    json_t *n;
+    json_object_foreach(p->taken, key, n)
+    {
+        for (json_int_t i = 0; i < json_integer_value(n); i++) {
+            wh_replies_taken(key);
+        }
+    }
+    json_decref(p->taken);
+    p->taken = NULL;
+}
+
 static void finish_pass(wh_engine *e, pass *p)
 {
     if (json_array_size(p->sql) > 0) {
@@ -719,8 +741,7 @@ static void finish_pass(wh_engine *e, pass *p)
     }
     json_array_clear(p->sql);
     json_array_clear(p->effects);
-    json_decref(p->taken);
-    p->taken = NULL;
+    release_taken(p);
 }
 
 /*
@@ -1194,7 +1215,7 @@ static void *engine_main(void *arg)
     }
     json_decref(p.sql);
     json_decref(p.effects);
-    json_decref(p.taken);
+    release_taken(&p);
     return NULL;
 }
 
@@ -1320,7 +1341,7 @@ void wh_engine_destroy(wh_engine **pe)
     }
     json_decref(p.sql);
     json_decref(p.effects);
-    json_decref(p.taken); /* callers still waiting are answered by the gateway's shutdown */
+    release_taken(&p); /* callers still waiting are answered by the gateway's shutdown */
     wh_sub_destroy(&e->sub);
     wh_pub_destroy(&e->pub);
     json_decref(e->subscribed);

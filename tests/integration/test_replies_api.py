@@ -15,6 +15,9 @@ connectors:
     type: webhook
   api:
     type: webhook
+  ask:
+    type: webhook
+    wait_ms: 5000
 api:
   tokens:
     phone:
@@ -35,6 +38,10 @@ rules:
         key: "thread/ana"
         every: 1s
         for: 60s
+  - name: read
+    on: ask/*
+    load: { replies: { key: "thread/ana", unread: true, limit: 2 } }
+    respond: { ids: "{{#replies}}{{id}},{{/replies}}" }
 """
 
 TOKEN = "phone-token-0123456789abcdef"
@@ -200,6 +207,42 @@ class RepliesApiTest(HubTest):
             self.assertEqual([s for s, _ in got], [200] * 8)
             ids = sorted(i for _, some in got for i in some)
             self.assertEqual(ids, ["1", "2", "3"], "each reply to exactly one reader")
+
+    def test_rules_and_api_readers_at_once_never_share_a_reply(self):
+        # rule runs loading with unread and API readers marking, all at the same
+        # instant: each reply is handed out exactly once
+        import os
+        import sqlite3
+        self.h.json_request("POST", "/hooks/in/start", {})
+        self.api.wait_requests(1, "/thread")
+        for i in range(1, 5):
+            self.add(i, "Ben", "reply %d" % i)
+        db = sqlite3.connect(os.path.join(self.h.dir, "wirehub.db"), timeout=10)
+        self.addCleanup(db.close)
+        for _ in range(5):
+            with db:
+                db.execute("UPDATE replies SET read = 0")
+            got, go = [], threading.Event()
+
+            def api_reader():
+                go.wait(10)
+                s, b = self.get("/v1/replies/thread/ana?unread=1")
+                got.append((s, [r["id"] for r in b["replies"]]))
+
+            def rule_reader():
+                go.wait(10)
+                s, b = self.h.json_request("POST", "/hooks/ask/read", {})
+                got.append((s, [i for i in b["ids"].split(",") if i]))
+
+            threads = [threading.Thread(target=f) for f in (api_reader, rule_reader) * 4]
+            for t in threads:
+                t.start()
+            go.set()
+            for t in threads:
+                t.join(20)
+            self.assertEqual([s for s, _ in got], [200] * 8)
+            ids = sorted(i for _, some in got for i in some)
+            self.assertEqual(ids, ["1", "2", "3", "4"], "each reply to exactly one reader")
 
     def test_bad_arguments_are_400(self):
         for path, error in (("/v1/replies/thread/a%ffb", "bad_key"),
