@@ -680,6 +680,13 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
             conn, 400, "bad_framing",
             "Content-Length and Transfer-Encoding must not be combined or repeated", NULL);
     }
+    /* one media type: with two, the body would be read by one and the event say the other */
+    hcount nct = {"Content-Type", 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &nct);
+    if (nct.n > 1) {
+        return wh_gw_queue_error(conn, 400, "bad_content_type",
+                                 "a request has at most one Content-Type header", NULL);
+    }
     const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
     /* exactly "chunked": libmicrohttpd frames nothing else (not even "chunked " with a
        trailing space, which it would wait on for ever) */

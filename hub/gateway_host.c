@@ -83,6 +83,18 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
         name[i] = (char)tolower((unsigned char)key[i]);
     }
     name[i] = '\0';
+    const char *had = json_string_value(json_object_get(obj, name));
+    if (had && value) {
+        /* a repeated field is one list (RFC 9110, 5.3): "a, b" */
+        size_t n = strlen(had) + strlen(value) + 3;
+        char *both = malloc(n);
+        if (both) {
+            snprintf(both, n, "%s, %s", had, value);
+            put_lossy(obj, name, both);
+            free(both);
+        }
+        return MHD_YES;
+    }
     put_lossy(obj, name, value);
     return MHD_YES;
 }

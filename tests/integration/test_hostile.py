@@ -169,6 +169,22 @@ class HostileTest(HubTest):
         self.assertEqual(json.dumps(msg["data"]["body"]), "[" * 1990 + "]" * 1990)
         self.assertEqual([m for m in tail.messages() if m.get("kind") == "d2046"], [])
 
+    def test_repeated_headers(self):
+        # two media types: refused, rather than read by one and reported as the other
+        req = (b"POST /hooks/in/two HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        out = raw(self.h.port, req)
+        self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:80])
+        self.assertIn(b'"bad_content_type"', out)
+        # another repeated field is one list in the event's headers (RFC 9110, 5.3)
+        tail = Tail(self.h, "in/in/")
+        req = (b"POST /hooks/in/list HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"X-Tag: a\r\nX-Tag: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        out = raw(self.h.port, req)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:80])
+        msg = tail.wait_message(lambda m: m.get("kind") == "list")
+        self.assertEqual(msg["data"]["headers"]["x-tag"], "a, b")
+
     def test_huge_header_count(self):
         head = b"POST /hooks/in HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         head += b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
