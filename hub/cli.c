@@ -418,8 +418,12 @@ int wh_cmd_send(int argc, char **argv)
     json_t *data = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_DECODE_ANY, &jerr)
                                           : json_load_file(file, JSON_DECODE_ANY, &jerr);
     if (!data) {
-        fprintf(stderr, "%s:%d:%d: %s\n", strcmp(file, "-") == 0 ? "<stdin>" : file, jerr.line,
-                jerr.column, jerr.text);
+        const char *shown = strcmp(file, "-") == 0 ? "<stdin>" : file;
+        if (jerr.line > 0) {
+            fprintf(stderr, "%s:%d:%d: %s\n", shown, jerr.line, jerr.column, jerr.text);
+        } else {
+            fprintf(stderr, "%s: %s\n", shown, jerr.text); /* cannot be read: no position */
+        }
         return WH_EXIT_USAGE;
     }
     wh_config *cfg = wh_cli_load_config_unresolved(config);

@@ -187,6 +187,7 @@ class CliTest(HubTest):
         self.assertIn(b"wirehub.bus.in (is it running?)", r.stderr, "the socket send tried")
         r = h.cmd("send", "-c", h.config_path, "team", "hello", "missing.json")
         self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr.decode(), r"^missing\.json: unable to open .*No such file")
 
     def test_usage_mistakes_are_told(self):
         h = Hub(CONFIG)
