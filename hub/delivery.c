@@ -41,6 +41,7 @@ typedef struct job {
     int64_t delay_ms;
     int permanent; /* dead at once: the API refused it for good (not retries run out) */
     json_t *sql;
+    int record_tries; /* failed writes of this outcome so far (a full disk, a lost file) */
 } job;
 
 /* An instance's calls: how many are in flight, and the FIFO of those waiting
@@ -228,17 +229,49 @@ static void publish_outcome(struct wh_delivery *d, job *j)
     }
 }
 
+static int record(sqlite3 *db, void *ud);
+static void recorded(void *ud, int rc);
+
+/* Write the outcome again (the timer of a failed write; the delivery thread). */
+static void rerecord(void *ud)
+{
+    job *j = ud;
+    if (atomic_load(&j->d->stopping)) {
+        recorded(j, WH_ERR_STATE); /* given up: the row stays pending for the next start */
+        return;
+    }
+    if (wh_store_write(j->d->store, record, recorded, j) != WH_OK) {
+        recorded(j, WH_ERR_BUSY);
+    }
+}
+
 /* The outcome is durable: now act on it. Runs on the store's writer thread. */
 static void recorded(void *ud, int rc)
 {
     job *j = ud;
     struct wh_delivery *d = j->d;
     if (rc != WH_OK) {
-        /* the row still says pending: the next scan (or start) runs the call again */
-        wh_error("delivery", "cannot record the outcome of %s: %s", job_id(j), wh_strerror(rc));
+        /* The call went out and its outcome is known: write that again, waiting longer
+           each time (1 s, 2 s, … 30 s), rather than let a scan send the call again
+           every 2 s while the disk is full. Should the hub stop first, the row still
+           says pending and the next start sends it again (at least once). */
+        int64_t delay = (int64_t)1000 << (j->record_tries < 5 ? j->record_tries : 5);
+        delay = delay > 30000 ? 30000 : delay;
+        if (j->record_tries++ == 0) {
+            wh_error("delivery", "cannot record the outcome of %s: %s; trying again, the call "
+                     "is not sent again meanwhile", job_id(j), wh_strerror(rc));
+        }
+        if (rc != WH_ERR_STATE && !atomic_load(&d->stopping) &&
+            wh_http_post(j->inst->svc->http, delay, rerecord, j) == WH_OK) {
+            return; /* the timer owns it */
+        }
         release(d, j);
         job_free(j);
         return;
+    }
+    if (j->record_tries) {
+        wh_info("delivery", "recorded the outcome of %s after %d failed write(s)", job_id(j),
+                j->record_tries);
     }
     if (strcmp(j->state, "pending") == 0) {
         json_decref(j->sql);

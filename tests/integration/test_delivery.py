@@ -235,6 +235,27 @@ rules:
         self.assertIn(b"dead", r.stdout)
         self.assertIn(b"HTTP 500", r.stdout)
 
+    def test_an_outcome_that_cannot_be_written_does_not_resend_the_call(self):
+        # The state file goes while the call is out: its outcome cannot be written.
+        # The call must not be sent again every scan (2 s) for as long as that lasts.
+        gone = threading.Event()
+
+        def slow(rec):
+            gone.wait(10)
+            return {"ok": 1}
+
+        self.api.script["/slow"] = [(200, {}, slow)]
+        h = self.start()
+        self.post(h, "slow", 1)
+        self.api.wait_requests(1, "/slow")
+        os.unlink(os.path.join(h.dir, "wirehub.db"))
+        gone.set()
+        h.err.wait_for(r"cannot record the outcome of \S+: .*; trying again, the call is not "
+                       r"sent again meanwhile")
+        time.sleep(5)  # two and a half scans
+        self.assertEqual(len([r for r in self.api.requests if r["path"] == "/slow"]), 1)
+        self.assertEqual(h.stop(), 0)
+
     def test_restart_resumes_pending_calls(self):
         # the API is down while the hub runs; the call stays pending across a restart
         self.api.script["/later"] = [(503, {}, {"e": 1})]
