@@ -338,7 +338,7 @@ static void test_refusals(void)
     make_sqlite_file(p, "PRAGMA user_version = 99");
     wh_store *s = wh_store_open(p, NULL, err, sizeof err);
     CHECK(s == NULL);
-    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 4") != NULL);
+    CHECK(strstr(err, "state file is schema 99, this wirehub knows up to 5") != NULL);
     CHECK(strstr(err, p) == err); /* names the file first */
     free(p);
 
@@ -950,7 +950,7 @@ static void test_crash(int kill_it)
     free(p);
 }
 
-/* A schema-2 file (runs_state, no outbox_lane, user_version 2) with data opens
+/* A schema-2 file (runs_state, no outbox_lane, no rule_fp, user_version 2) with data opens
    at the latest schema: the indexes are replaced and added, the rows stay. */
 static void test_migrate_2_to_latest(void)
 {
@@ -963,7 +963,7 @@ static void test_migrate_2_to_latest(void)
     CHECK_INT(sqlite3_open(p, &db), SQLITE_OK);
     CHECK_INT(sqlite3_exec(db,
                            "DROP INDEX runs_finished; CREATE INDEX runs_state ON runs(state);"
-                           "DROP INDEX outbox_lane;"
+                           "DROP INDEX outbox_lane; ALTER TABLE runs DROP COLUMN rule_fp;"
                            "INSERT INTO runs (id, rule, step, ctx, state, created_ms, updated_ms) "
                            "VALUES ('r1', 'x', 0, '{}', 'done', 1, 1);"
                            "PRAGMA user_version = 2;",
@@ -983,6 +983,10 @@ static void test_migrate_2_to_latest(void)
         query old = {.sql = "SELECT count(*) FROM sqlite_master WHERE name = 'runs_state'"};
         CHECK_INT(wh_store_read(s, query_fn, &old), WH_OK);
         CHECK_INT(old.n, 0);
+        query fp = {.sql = "SELECT count(*) FROM pragma_table_info('runs') WHERE name = "
+                           "'rule_fp'"};
+        CHECK_INT(wh_store_read(s, query_fn, &fp), WH_OK);
+        CHECK_INT(fp.n, 1);
         query rows = {.sql = "SELECT count(*) FROM runs WHERE id = 'r1'"};
         CHECK_INT(wh_store_read(s, query_fn, &rows), WH_OK);
         CHECK_INT(rows.n, 1);
