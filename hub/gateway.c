@@ -618,18 +618,18 @@ void wh_gw_note_remote(wh_request *r)
     }
 }
 /* Count a header's occurrences (request smuggling hides in repeats). */
+/* How often the headers that must not repeat appear, in one pass over them. */
 typedef struct hcount {
-    const char *name;
-    int n;
+    int cl, te, ct; /* Content-Length, Transfer-Encoding, Content-Type */
 } hcount;
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                     const char *value)
 {
     hcount *c = cls;
-    if (strcasecmp(key, c->name) == 0) {
-        c->n++;
-    }
+    c->cl += strcasecmp(key, "Content-Length") == 0;
+    c->te += strcasecmp(key, "Transfer-Encoding") == 0;
+    c->ct += strcasecmp(key, "Content-Type") == 0;
     return MHD_YES;
 }
 static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, const char *method)
@@ -672,18 +672,15 @@ static enum MHD_Result route(wh_gateway *gw, wh_request *r, const char *url, con
                                  NULL);
     }
     /* one unambiguous framing, or nothing: a proxy in front may read it another way */
-    hcount ncl = {"Content-Length", 0}, nte = {"Transfer-Encoding", 0};
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &ncl);
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &nte);
-    if (ncl.n > 1 || nte.n > 1 || (ncl.n && nte.n)) {
+    hcount hc = {0, 0, 0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &hc);
+    if (hc.cl > 1 || hc.te > 1 || (hc.cl && hc.te)) {
         return wh_gw_queue_error(
             conn, 400, "bad_framing",
             "Content-Length and Transfer-Encoding must not be combined or repeated", NULL);
     }
     /* one media type: with two, the body would be read by one and the event say the other */
-    hcount nct = {"Content-Type", 0};
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &nct);
-    if (nct.n > 1) {
+    if (hc.ct > 1) {
         return wh_gw_queue_error(conn, 400, "bad_content_type",
                                  "a request has at most one Content-Type header", NULL);
     }

@@ -176,15 +176,16 @@ class RepliesApiTest(HubTest):
         self.assertEqual(s, 200)
         self.assertEqual([r["id"] for r in b["replies"]], ["3"])
 
-    def test_marking_readers_at_once_never_share_a_reply(self):
-        # Readers that mark (unread=1, no wait) at the same instant: each reply
-        # goes to exactly one of them. Several rounds, the replies marked unread
-        # again in the state file between them.
+    def readers_at_once(self, n_replies, readers):
+        """Store n_replies, then 5 rounds: every reader (a function returning
+        (status, ids)) runs at the same instant; each reply must go to exactly
+        one of them. The replies are marked unread again in the state file
+        between rounds."""
         import os
         import sqlite3
         self.h.json_request("POST", "/hooks/in/start", {})
         self.api.wait_requests(1, "/thread")
-        for i in range(1, 4):
+        for i in range(1, n_replies + 1):
             self.add(i, "Ben", "reply %d" % i)
         db = sqlite3.connect(os.path.join(self.h.dir, "wirehub.db"), timeout=10)
         self.addCleanup(db.close)
@@ -193,56 +194,35 @@ class RepliesApiTest(HubTest):
                 db.execute("UPDATE replies SET read = 0")
             got, go = [], threading.Event()
 
-            def reader():
+            def run(read):
                 go.wait(10)
-                s, b = self.get("/v1/replies/thread/ana?unread=1")
-                got.append((s, [r["id"] for r in b["replies"]]))
+                got.append(read())
 
-            threads = [threading.Thread(target=reader) for _ in range(8)]
+            threads = [threading.Thread(target=run, args=(r,)) for r in readers]
             for t in threads:
                 t.start()
             go.set()
             for t in threads:
                 t.join(20)
-            self.assertEqual([s for s, _ in got], [200] * 8)
+            self.assertEqual([s for s, _ in got], [200] * len(readers))
             ids = sorted(i for _, some in got for i in some)
-            self.assertEqual(ids, ["1", "2", "3"], "each reply to exactly one reader")
+            self.assertEqual(ids, [str(i) for i in range(1, n_replies + 1)],
+                             "each reply to exactly one reader")
+
+    def api_reader(self):
+        s, b = self.get("/v1/replies/thread/ana?unread=1")
+        return s, [r["id"] for r in b["replies"]]
+
+    def rule_reader(self):
+        s, b = self.h.json_request("POST", "/hooks/ask/read", {})
+        return s, [i for i in b["ids"].split(",") if i]
+
+    def test_marking_readers_at_once_never_share_a_reply(self):
+        self.readers_at_once(3, [self.api_reader] * 8)
 
     def test_rules_and_api_readers_at_once_never_share_a_reply(self):
-        # rule runs loading with unread and API readers marking, all at the same
-        # instant: each reply is handed out exactly once
-        import os
-        import sqlite3
-        self.h.json_request("POST", "/hooks/in/start", {})
-        self.api.wait_requests(1, "/thread")
-        for i in range(1, 5):
-            self.add(i, "Ben", "reply %d" % i)
-        db = sqlite3.connect(os.path.join(self.h.dir, "wirehub.db"), timeout=10)
-        self.addCleanup(db.close)
-        for _ in range(5):
-            with db:
-                db.execute("UPDATE replies SET read = 0")
-            got, go = [], threading.Event()
-
-            def api_reader():
-                go.wait(10)
-                s, b = self.get("/v1/replies/thread/ana?unread=1")
-                got.append((s, [r["id"] for r in b["replies"]]))
-
-            def rule_reader():
-                go.wait(10)
-                s, b = self.h.json_request("POST", "/hooks/ask/read", {})
-                got.append((s, [i for i in b["ids"].split(",") if i]))
-
-            threads = [threading.Thread(target=f) for f in (api_reader, rule_reader) * 4]
-            for t in threads:
-                t.start()
-            go.set()
-            for t in threads:
-                t.join(20)
-            self.assertEqual([s for s, _ in got], [200] * 8)
-            ids = sorted(i for _, some in got for i in some)
-            self.assertEqual(ids, ["1", "2", "3", "4"], "each reply to exactly one reader")
+        # rule runs loading with unread (limit 2) and API readers marking
+        self.readers_at_once(4, [self.api_reader, self.rule_reader] * 4)
 
     def test_bad_arguments_are_400(self):
         for path, error in (("/v1/replies/thread/a%ffb", "bad_key"),
