@@ -318,14 +318,15 @@ static void put_control(slack *s, sbuf *out, const char *seq, size_t n)
     size_t llen = bar ? n - tlen - 1 : 0;
     if (tlen > 1 && seq[0] == '@') { /* a user: <@U123> or <@U123|ana> */
         char id[64], name[256];
-        snprintf(id, sizeof id, "%.*s", (int)(tlen - 1 < 63 ? tlen - 1 : 63), seq + 1);
         sb_append(out, "@", 1);
         if (label && llen) {
             put_decoded(out, label, llen);
-        } else if (slack_user_cached(s, id, name, sizeof name)) {
+        } else if (tlen - 1 < sizeof id &&
+                   (snprintf(id, sizeof id, "%.*s", (int)(tlen - 1), seq + 1),
+                    slack_user_cached(s, id, name, sizeof name))) {
             sb_puts(out, name);
         } else {
-            sb_puts(out, id);
+            put_decoded(out, seq + 1, tlen - 1); /* whole: a cut could split a character */
         }
     } else if (tlen > 1 && seq[0] == '#') { /* a channel: <#C123|general> */
         sb_append(out, "#", 1);

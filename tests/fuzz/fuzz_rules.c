@@ -107,10 +107,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static int on_load(void *ud, const char *name, const char *key, int unread)
+static int on_load(void *ud, const char *name, const char *key, int unread, long limit)
 {
     (void)unread;
     FUZZ_CHECK(name && *name && key, "a load without a name or key");
+    FUZZ_CHECK(limit >= 0 && limit <= WH_LOAD_LIMIT_MAX, "a load limit of %ld", limit);
     (*(size_t *)ud)++;
     return 0;
 }
