@@ -64,7 +64,17 @@ static int commit(wh_await *a, json_t *sql)
     }
     int rc = wh_store_write_sync(a->store, wh_sqlbatch_exec, sql);
     if (rc != WH_OK && !wh_store_gone(a->store)) { /* the store says that itself, every 10 s */
-        wh_error("await", "cannot save: %s", wh_strerror(rc));
+        /* a full disk fails every save: one line per 10 s, with how many */
+        static int64_t said_ms;
+        static unsigned long failed;
+        failed++;
+        int64_t now = wh_mono_ms();
+        if (!said_ms || now - said_ms >= 10000) {
+            wh_error("await", "cannot save (%lu time%s since the last such line): %s", failed,
+                     failed == 1 ? "" : "s", wh_strerror(rc));
+            said_ms = now;
+            failed = 0;
+        }
     }
     return rc;
 }

@@ -88,6 +88,26 @@ static int replies_answer(wh_gateway *gw, wh_request *r, const char *key, int he
     return 1;
 }
 
+/* Hold r (no thread) until a reply for its key lands or wait_s pass, unless a reply
+   was stored since reply_seq was `seq` or the hub is stopping. Returns 1 when held. */
+static int park(wh_gateway *gw, wh_request *r, uint64_t seq, long wait_s)
+{
+    pthread_mutex_lock(&gw->lock);
+    if (seq != gw->reply_seq || atomic_load(&gw->stopping)) {
+        pthread_mutex_unlock(&gw->lock);
+        return 0;
+    }
+    r->deadline = wh_mono_ms() + wait_s * 1000;
+    r->state = ST_WAITING;
+    r->next = gw->pollers;
+    gw->pollers = r;
+    gw->npollers++;
+    r->suspended = 1;
+    MHD_suspend_connection(r->conn);
+    pthread_mutex_unlock(&gw->lock);
+    return 1;
+}
+
 enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *key,
                                     const char *method)
 {
@@ -164,26 +184,25 @@ enum MHD_Result wh_gw_replies_route(wh_gateway *gw, wh_request *r, const char *k
         if (!peek || n > 0) {
             break; /* something to answer now (or a store error to report) */
         }
-        pthread_mutex_lock(&gw->lock);
-        if (seq == gw->reply_seq && !atomic_load(&gw->stopping)) {
-            /* nothing yet: hold the request (no thread) until a reply lands or the wait ends */
-            r->deadline = wh_mono_ms() + wait_s * 1000;
-            r->state = ST_WAITING;
-            r->next = gw->pollers;
-            gw->pollers = r;
-            gw->npollers++;
-            r->suspended = 1;
-            MHD_suspend_connection(conn);
-            pthread_mutex_unlock(&gw->lock);
-            return MHD_YES;
+        if (park(gw, r, seq, wait_s)) {
+            return MHD_YES; /* nothing yet: held until a reply lands or the wait ends */
         }
-        int stopping = atomic_load(&gw->stopping);
-        pthread_mutex_unlock(&gw->lock);
-        if (stopping) {
+        if (atomic_load(&gw->stopping)) {
             break;
         }
     }
-    replies_answer(gw, r, key, 0);
+    /* A marking poll that finds the replies it saw taken by another reader at the
+       same instant waits on, as a held one does, rather than answering early. */
+    int marks = r->poll_unread && !r->poll_peek;
+    pthread_mutex_lock(&gw->lock);
+    uint64_t seq = gw->reply_seq;
+    pthread_mutex_unlock(&gw->lock);
+    if (!replies_answer(gw, r, key, wait_s > 0 && marks)) {
+        if (park(gw, r, seq, wait_s)) {
+            return MHD_YES;
+        }
+        replies_answer(gw, r, key, 0); /* a reply landed meanwhile, or stopping */
+    }
     r->state = ST_DONE;
     return wh_gw_queue_reply(conn, &r->reply);
 }

@@ -224,6 +224,32 @@ class RepliesApiTest(HubTest):
         # rule runs loading with unread (limit 2) and API readers marking
         self.readers_at_once(4, [self.api_reader, self.rule_reader] * 4)
 
+    def test_marking_long_polls_that_lose_the_race_wait_on(self):
+        # five marking long polls at once on one stored reply: one gets it, the
+        # others are held for their whole wait rather than answered empty at once
+        self.h.json_request("POST", "/hooks/in/start", {})
+        self.api.wait_requests(1, "/thread")
+        self.add(1, "Ben", "great")
+        got, go = [], threading.Event()
+
+        def poll():
+            go.wait(10)
+            t0 = time.monotonic()
+            s, b = self.get("/v1/replies/thread/ana?unread=1&wait=3", timeout=20)
+            got.append((s, [r["id"] for r in b["replies"]], time.monotonic() - t0))
+
+        threads = [threading.Thread(target=poll) for _ in range(5)]
+        for t in threads:
+            t.start()
+        go.set()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(sorted(i for _, ids, _ in got for i in ids), ["1"])
+        for s, ids, took in got:
+            self.assertEqual(s, 200)
+            if not ids:
+                self.assertGreaterEqual(took, 2.5, "an empty answer before the wait ended")
+
     def test_bad_arguments_are_400(self):
         for path, error in (("/v1/replies/thread/a%ffb", "bad_key"),
                             ("/v1/replies/thread/a%c3%28", "bad_key"),
