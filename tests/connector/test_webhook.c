@@ -488,25 +488,26 @@ static void test_request_args(void *s)
     CHECK_STR(h, "Content-Type: application/x-www-form-urlencoded");
     respond(200, "", NULL, NULL, NULL, 0);
 
-    /* query: encoded as a form is, after the URL's own query, before its (dropped) fragment */
-    start(s, &call,
-          "{\"url\": \"http://a.example/s?x=1#frag\", \"query\": {\"q\": \"a b&c=d/é\", "
-          "\"n\": 2, \"t\": false}}");
-    CHECK_STR(sent()->url, "http://a.example/s?x=1&q=a+b%26c%3Dd%2F%C3%A9&n=2&t=false");
-    respond(200, "", NULL, NULL, NULL, 0);
-    start(s, &call, "{\"url\": \"http://a.example/s\", \"query\": {\"k\": \"v\"}}");
-    CHECK_STR(sent()->url, "http://a.example/s?k=v");
-    respond(200, "", NULL, NULL, NULL, 0);
-    /* a null (a template that named nothing) is left out, as a top-level argument is */
-    start(s, &call, "{\"url\": \"http://a.example/s\", \"query\": {\"a\": null, \"b\": 1}}");
-    CHECK_STR(sent()->url, "http://a.example/s?b=1");
-    respond(200, "", NULL, NULL, NULL, 0);
-    start(s, &call, "{\"url\": \"http://a.example/s\", \"query\": {\"a\": null}}");
-    CHECK_STR(sent()->url, "http://a.example/s");
-    respond(200, "", NULL, NULL, NULL, 0);
-    start(s, &call, "{\"url\": \"http://a.example/s?\", \"query\": {}}");
-    CHECK_STR(sent()->url, "http://a.example/s?");
-    respond(200, "", NULL, NULL, NULL, 0);
+    /* query: encoded as a form is, after the URL's own query, before its (dropped)
+     * fragment; a null (a template that named nothing) is left out, as a top-level
+     * argument is */
+    struct {
+        const char *args, *url;
+    } queries[] = {
+        {"{\"url\": \"http://a.example/s?x=1#frag\", \"query\": {\"q\": \"a b&c=d/é\", "
+         "\"n\": 2, \"t\": false}}",
+         "http://a.example/s?x=1&q=a+b%26c%3Dd%2F%C3%A9&n=2&t=false"},
+        {"{\"url\": \"http://a.example/s\", \"query\": {\"k\": \"v\"}}", "http://a.example/s?k=v"},
+        {"{\"url\": \"http://a.example/s\", \"query\": {\"a\": null, \"b\": 1}}",
+         "http://a.example/s?b=1"},
+        {"{\"url\": \"http://a.example/s\", \"query\": {\"a\": null}}", "http://a.example/s"},
+        {"{\"url\": \"http://a.example/s?\", \"query\": {}}", "http://a.example/s?"},
+    };
+    for (size_t i = 0; i < WH_ARRAY_LEN(queries); i++) {
+        start(s, &call, queries[i].args);
+        CHECK_STR(sent()->url, queries[i].url);
+        respond(200, "", NULL, NULL, NULL, 0);
+    }
 
     /* body with a method, the user's own Content-Type and headers, a timeout. The user's
      * Idempotency-Key is replaced by the call's. */
